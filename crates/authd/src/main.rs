@@ -1,0 +1,2 @@
+//! authd (in progress).
+fn main() {}

@@ -1,0 +1,35 @@
+//! # cache-core
+//!
+//! The domain types (tokens, sessions, users, verifications), the store traits every tier
+//! implements, the one error type they share, the injected clock, and the generic
+//! combinators that compose tiers: [`Tiered`] (cache-aside reads with backfill and
+//! request coalescing, write-through, delete-through) and [`Breaker`] (a circuit breaker
+//! that lets a tiered store degrade when a cache tier is down).
+//!
+//! Architecture invariant: this crate does no I/O and depends on no driver or framework.
+//! The only system call it makes is reading the OS CSPRNG for new tokens.
+
+pub mod breaker;
+pub mod clock;
+mod coalesce;
+pub mod error;
+pub mod invalidation;
+pub mod model;
+pub mod store;
+pub mod tiered;
+pub mod token;
+
+pub use breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use error::{BoxError, Conflict, StoreError, StoreResult};
+pub use model::{
+    Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification,
+};
+pub use store::{
+    AccountStore, ExpiredCleanup, RevocationJournal, RevocationSink, SessionStore, UserCache,
+    VerificationStore,
+};
+#[cfg(feature = "mock")]
+pub use store::{MockAccountStore, MockSessionStore, MockUserCache, MockVerificationStore};
+pub use tiered::Tiered;
+pub use token::{SessionKey, SessionToken, TokenHash, TokenParseError, VerificationToken};

@@ -1,0 +1,343 @@
+//! Domain types shared by every store: users, sessions and verifications.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroI64;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::token::{RandomError, SessionKey, TokenHash, fill_random};
+
+/// A user's id: a random positive 63-bit integer, so that ids in cookies reveal neither
+/// the number of users nor the order of sign-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct UserId(NonZeroI64);
+
+impl UserId {
+    /// Wraps a stored id; `None` unless it is positive.
+    pub fn new(id: i64) -> Option<Self> {
+        if id > 0 { NonZeroI64::new(id).map(Self) } else { None }
+    }
+
+    /// A fresh random id from the OS CSPRNG.
+    pub fn random() -> Result<Self, RandomError> {
+        loop {
+            let mut bytes = [0u8; 8];
+            fill_random(&mut bytes)?;
+            let id = i64::from_le_bytes(bytes) & i64::MAX;
+            if let Some(id) = Self::new(id) {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// The integer value, as stored in SQL.
+    pub fn get(self) -> i64 {
+        self.0.get()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Error for a user id that is not a positive decimal integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid user id")]
+pub struct InvalidUserId;
+
+impl FromStr for UserId {
+    type Err = InvalidUserId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // `i64::from_str` accepts a leading '+'; a canonical id never has one.
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidUserId);
+        }
+        s.parse::<i64>().ok().and_then(Self::new).ok_or(InvalidUserId)
+    }
+}
+
+impl TryFrom<i64> for UserId {
+    type Error = InvalidUserId;
+    fn try_from(v: i64) -> Result<Self, Self::Error> {
+        Self::new(v).ok_or(InvalidUserId)
+    }
+}
+
+impl From<UserId> for i64 {
+    fn from(v: UserId) -> Self {
+        v.get()
+    }
+}
+
+/// A user's profile as cached. The password hash is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Primary key.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Normalized (trimmed, lower-cased) email address.
+    pub email: String,
+    /// Whether the address was confirmed through a verification link.
+    pub email_verified: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's credentials, read only from the authoritative SQL store, never cached.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The profile.
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A session as every tier stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Owner and SHA-256 of the token secret.
+    #[serde(with = "session_key_serde")]
+    pub key: SessionKey,
+    /// Creation time (login).
+    pub created_at: DateTime<Utc>,
+    /// Last time the sliding expiry was extended (or creation).
+    pub renewed_at: DateTime<Utc>,
+    /// Sliding expiry: idle timeout from the last renewal, never after `absolute_expires_at`.
+    pub expires_at: DateTime<Utc>,
+    /// Absolute lifetime cap, fixed at creation.
+    pub absolute_expires_at: DateTime<Utc>,
+    /// User agent at login, truncated by the caller.
+    pub user_agent: Option<String>,
+    /// Client address at login.
+    pub ip: Option<IpAddr>,
+    /// Incremented by every extension: the compare-and-set token.
+    pub version: i64,
+}
+
+impl Session {
+    /// Whether the session is usable at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at && now < self.absolute_expires_at
+    }
+
+    /// Time left before the session expires at `now` (zero when expired).
+    pub fn remaining(&self, now: DateTime<Utc>) -> Duration {
+        (self.expires_at.min(self.absolute_expires_at) - now).max(Duration::zero())
+    }
+
+    /// The session as extended to `new_expires_at` at `now`: capped by the absolute
+    /// expiry, version incremented.
+    pub fn extended(&self, new_expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Session {
+        Session {
+            expires_at: new_expires_at.min(self.absolute_expires_at),
+            renewed_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+}
+
+mod session_key_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::UserId;
+    use crate::token::{SessionKey, TokenHash};
+
+    #[derive(Serialize, Deserialize)]
+    struct Repr {
+        user: UserId,
+        hash: String,
+    }
+
+    pub fn serialize<S: Serializer>(key: &SessionKey, s: S) -> Result<S::Ok, S::Error> {
+        Repr { user: key.user, hash: key.hash.to_hex() }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SessionKey, D::Error> {
+        let repr = Repr::deserialize(d)?;
+        let hash = TokenHash::from_hex(&repr.hash)
+            .ok_or_else(|| serde::de::Error::custom("invalid token hash"))?;
+        Ok(SessionKey { user: repr.user, hash })
+    }
+}
+
+/// What a verification token proves when consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Confirms ownership of an email address (10 minute TTL by default).
+    EmailVerification,
+    /// Allows setting a new password (30 minute TTL by default).
+    PasswordReset,
+}
+
+impl Purpose {
+    /// Stable name used in SQL rows and Redis keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::EmailVerification => "email",
+            Purpose::PasswordReset => "password_reset",
+        }
+    }
+
+    /// Inverse of [`Purpose::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Purpose::EmailVerification),
+            "password_reset" => Some(Purpose::PasswordReset),
+            _ => None,
+        }
+    }
+}
+
+/// A pending single-use verification, keyed by the hash of its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// SHA-256 of the token sent by email.
+    #[serde(with = "token_hash_hex")]
+    pub hash: TokenHash,
+    /// What the token is for.
+    pub purpose: Purpose,
+    /// The user the token acts on.
+    pub user: UserId,
+    /// The email address it was sent to (a changed address invalidates it).
+    pub identifier: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// After this the token is refused.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Verification {
+    /// Whether the token is still usable at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+mod token_hash_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::token::TokenHash;
+
+    pub fn serialize<S: Serializer>(hash: &TokenHash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hash.to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TokenHash, D::Error> {
+        let s = String::deserialize(d)?;
+        TokenHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("invalid token hash"))
+    }
+}
+
+/// A new account as handed to the authoritative store.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Profile (with `email_verified` normally false).
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// One entry of the revocation journal kept by the authority (SQL), replayed into Redis
+/// after a reconnect so that a Redis that lost a delete cannot revive a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// One session was revoked.
+    Session {
+        /// The revoked session.
+        key: SessionKey,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Every session of a user created at or before `at` was revoked, except `keep`.
+    AllOfUser {
+        /// Whose sessions.
+        user: UserId,
+        /// The session that survived, if any.
+        keep: Option<TokenHash>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl Revocation {
+    /// When the revocation happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Revocation::Session { at, .. } | Revocation::AllOfUser { at, .. } => *at,
+        }
+    }
+
+    /// Whether this revocation kills `session`.
+    pub fn covers(&self, session: &Session) -> bool {
+        match self {
+            Revocation::Session { key, .. } => *key == session.key,
+            Revocation::AllOfUser { user, keep, at } => {
+                *user == session.key.user
+                    && session.created_at <= *at
+                    && keep.is_none_or(|k| k != session.key.hash)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Secret;
+
+    #[test]
+    fn user_id_parsing_is_strict() {
+        assert_eq!("42".parse::<UserId>().unwrap().get(), 42);
+        for bad in ["", "0", "-3", "+3", " 3", "3a", "99999999999999999999"] {
+            assert!(bad.parse::<UserId>().is_err(), "{bad:?}");
+        }
+        assert!(UserId::random().unwrap().get() > 0);
+    }
+
+    #[test]
+    fn session_serde_round_trips() {
+        let now = DateTime::from_timestamp(1_700_000_000, 123_000).unwrap();
+        let session = Session {
+            key: SessionKey {
+                user: UserId::new(5).unwrap(),
+                hash: Secret::from_bytes([1; 32]).hash(),
+            },
+            created_at: now,
+            renewed_at: now,
+            expires_at: now + Duration::days(1),
+            absolute_expires_at: now + Duration::days(30),
+            user_agent: Some("curl".into()),
+            ip: Some("127.0.0.1".parse().unwrap()),
+            version: 3,
+        };
+        let json = serde_json::to_string(&session).unwrap();
+        assert_eq!(serde_json::from_str::<Session>(&json).unwrap(), session);
+        let ext = session.extended(now + Duration::days(90), now);
+        assert_eq!(ext.expires_at, session.absolute_expires_at);
+        assert_eq!(ext.version, 4);
+    }
+}

@@ -1,0 +1,255 @@
+//! The store traits. Every tier (memory, Redis, SQL) implements them, and so does
+//! [`crate::Tiered`], so tiers compose at run time behind `dyn`.
+//!
+//! Contract shared by all implementations, checked by `cache-testkit`:
+//! - Reads never return an expired session or verification (per the injected clock).
+//! - A revoked session never comes back through a later write of an older snapshot:
+//!   `create` and `put` of a session deleted, or covered by a `delete_user_sessions`,
+//!   through the same store are refused (silently: `put` returns `false`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::StoreResult;
+use crate::model::{Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification};
+use crate::token::{SessionKey, TokenHash};
+
+/// Sessions, keyed by [`SessionKey`] (user id and SHA-256 of the token secret).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Short tier name for logs and metrics (`memory`, `redis`, `sql`, `tiered`).
+    fn tier(&self) -> &'static str;
+
+    /// Stores a new session. `Conflict(Exists)` if the key is already present.
+    async fn create(&self, session: &Session) -> StoreResult<()>;
+
+    /// The live session for `key`; `None` when missing, expired or revoked.
+    async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>>;
+
+    /// Cache fill with a snapshot read from a slower tier. Stored unless this store holds
+    /// a newer version or knows the session was revoked; returns whether it was stored.
+    /// A cache keeps it for the session's remaining life capped by its own TTL.
+    async fn put(&self, session: &Session) -> StoreResult<bool>;
+
+    /// Compare-and-set renewal: when the stored version is `expected_version`, sets the
+    /// sliding expiry to `new_expires_at` (capped by the absolute expiry), `renewed_at` to
+    /// now and increments the version. `None` when the session is missing or expired;
+    /// `Conflict(Version)` when the version differs.
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        expected_version: i64,
+        new_expires_at: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>>;
+
+    /// Deletes one session; `true` if it was present. Idempotent.
+    async fn delete(&self, key: &SessionKey) -> StoreResult<bool>;
+
+    /// Deletes every session of `user` except `keep`; returns how many were deleted.
+    async fn delete_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<TokenHash>,
+    ) -> StoreResult<u64>;
+
+    /// The live sessions of `user`, most recently renewed first.
+    async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>>;
+}
+
+/// User profiles (never credentials) as cached by the fast tiers.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserCache: Send + Sync {
+    /// Short tier name for logs and metrics.
+    fn tier(&self) -> &'static str;
+
+    /// The profile of `id`, if known.
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>>;
+
+    /// Stores (or replaces) a profile. The SQL tier updates the profile columns and
+    /// leaves credentials alone.
+    async fn put_user(&self, user: &User) -> StoreResult<()>;
+
+    /// Drops cached copies of `id` (a no-op on the authority).
+    async fn invalidate_user(&self, id: UserId) -> StoreResult<()>;
+}
+
+/// Single-use verification tokens (email verification, password reset).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait VerificationStore: Send + Sync {
+    /// Short tier name for logs and metrics.
+    fn tier(&self) -> &'static str;
+
+    /// Stores a pending verification, keyed by its token hash.
+    async fn put_verification(&self, verification: &Verification) -> StoreResult<()>;
+
+    /// Atomically removes and returns the live verification with this hash and purpose.
+    /// Of any number of concurrent callers exactly one gets it. Expired tokens and tokens
+    /// of another purpose give `None` (the latter are not consumed).
+    async fn consume(&self, hash: &TokenHash, purpose: Purpose)
+    -> StoreResult<Option<Verification>>;
+
+    /// Deletes every pending verification of `user` for `purpose` (a new token supersedes
+    /// the old ones); returns how many.
+    async fn delete_verifications(&self, user: UserId, purpose: Purpose) -> StoreResult<u64>;
+}
+
+/// Batched deletion of expired data, run by the janitor.
+#[async_trait]
+pub trait ExpiredCleanup: Send + Sync {
+    /// Deletes at most `limit` sessions expired at the clock's now and returns their keys,
+    /// so that other tiers can drop their index entries.
+    async fn delete_expired_sessions(&self, limit: usize) -> StoreResult<Vec<SessionKey>>;
+
+    /// Deletes at most `limit` expired verifications; returns how many.
+    async fn delete_expired_verifications(&self, limit: usize) -> StoreResult<u64>;
+
+    /// Drops index entries of sessions another tier found expired. Stores without
+    /// secondary indexes need not do anything.
+    async fn forget_sessions(&self, keys: &[SessionKey]) -> StoreResult<()> {
+        let _ = keys;
+        Ok(())
+    }
+}
+
+/// The authority for accounts and credentials (SQL). Never cached.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates an account. `Conflict(Exists)` when the id or the email is taken.
+    async fn create_account(&self, new_user: &NewUser) -> StoreResult<()>;
+
+    /// Credentials by normalized email.
+    async fn credentials_by_email(&self, email: &str) -> StoreResult<Option<Credentials>>;
+
+    /// Credentials by id.
+    async fn credentials_by_id(&self, id: UserId) -> StoreResult<Option<Credentials>>;
+
+    /// Replaces the password hash; `false` when the user does not exist.
+    async fn set_password_hash(&self, id: UserId, password_hash: &str) -> StoreResult<bool>;
+
+    /// Marks the email verified when the account's email is still `email`; returns the
+    /// updated profile, or `None` when the user is gone or the email changed.
+    async fn mark_email_verified(&self, id: UserId, email: &str) -> StoreResult<Option<User>>;
+}
+
+/// The revocation journal kept by the authority, replayed into caches after they lost
+/// writes (a Redis restarted from an old snapshot, a failover).
+#[async_trait]
+pub trait RevocationJournal: Send + Sync {
+    /// Revocations recorded at or after `since`, oldest first.
+    async fn revocations_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Revocation>>;
+}
+
+/// A cache that can apply revocations made elsewhere (another instance, the journal).
+#[async_trait]
+pub trait RevocationSink: Send + Sync {
+    /// Applies the revocations: the sessions they cover are dropped and never accepted
+    /// again by `create` or `put`.
+    async fn apply_revocations(&self, revocations: &[Revocation]) -> StoreResult<()>;
+
+    /// Drops everything (used when invalidation messages may have been missed).
+    async fn clear(&self) -> StoreResult<()>;
+}
+
+macro_rules! forward_session_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: SessionStore + ?Sized> SessionStore for $ty {
+            fn tier(&self) -> &'static str {
+                (**self).tier()
+            }
+            async fn create(&self, session: &Session) -> StoreResult<()> {
+                (**self).create(session).await
+            }
+            async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
+                (**self).get(key).await
+            }
+            async fn put(&self, session: &Session) -> StoreResult<bool> {
+                (**self).put(session).await
+            }
+            async fn extend(
+                &self,
+                key: &SessionKey,
+                expected_version: i64,
+                new_expires_at: DateTime<Utc>,
+            ) -> StoreResult<Option<Session>> {
+                (**self).extend(key, expected_version, new_expires_at).await
+            }
+            async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+                (**self).delete(key).await
+            }
+            async fn delete_user_sessions(
+                &self,
+                user: UserId,
+                keep: Option<TokenHash>,
+            ) -> StoreResult<u64> {
+                (**self).delete_user_sessions(user, keep).await
+            }
+            async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
+                (**self).list_user_sessions(user).await
+            }
+        }
+    };
+}
+
+forward_session_store!(Arc<T>);
+forward_session_store!(Box<T>);
+
+macro_rules! forward_user_cache {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: UserCache + ?Sized> UserCache for $ty {
+            fn tier(&self) -> &'static str {
+                (**self).tier()
+            }
+            async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
+                (**self).get_user(id).await
+            }
+            async fn put_user(&self, user: &User) -> StoreResult<()> {
+                (**self).put_user(user).await
+            }
+            async fn invalidate_user(&self, id: UserId) -> StoreResult<()> {
+                (**self).invalidate_user(id).await
+            }
+        }
+    };
+}
+
+forward_user_cache!(Arc<T>);
+forward_user_cache!(Box<T>);
+
+macro_rules! forward_verification_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: VerificationStore + ?Sized> VerificationStore for $ty {
+            fn tier(&self) -> &'static str {
+                (**self).tier()
+            }
+            async fn put_verification(&self, verification: &Verification) -> StoreResult<()> {
+                (**self).put_verification(verification).await
+            }
+            async fn consume(
+                &self,
+                hash: &TokenHash,
+                purpose: Purpose,
+            ) -> StoreResult<Option<Verification>> {
+                (**self).consume(hash, purpose).await
+            }
+            async fn delete_verifications(
+                &self,
+                user: UserId,
+                purpose: Purpose,
+            ) -> StoreResult<u64> {
+                (**self).delete_verifications(user, purpose).await
+            }
+        }
+    };
+}
+
+forward_verification_store!(Arc<T>);
+forward_verification_store!(Box<T>);

@@ -1,0 +1,321 @@
+//! [`Tiered`]: a faster store in front of a slower, authoritative one.
+//!
+//! - Reads are cache-aside: ask the front; on a miss ask the back, then backfill the
+//!   front (which keeps the entry for the session's remaining life, capped by its own
+//!   TTL). Concurrent misses for one key are coalesced into one lookup below.
+//! - Writes go through: the back (authority) first, then the front.
+//! - Deletes go through: the back first, so that a failure leaves nothing revived.
+//! - A failing front is skipped, logged and counted; a failing back is the caller's
+//!   error. Wrap a front in [`crate::Breaker`] to stop asking it while it is down.
+//!
+//! Nest it for three tiers: `Tiered<Memory, Tiered<Redis, Sql>>`.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use metrics::{Counter, Histogram};
+
+use crate::coalesce::Coalescer;
+use crate::error::{Conflict, StoreError, StoreResult};
+use crate::model::{Purpose, Session, User, UserId, Verification};
+use crate::store::{SessionStore, UserCache, VerificationStore};
+use crate::token::{SessionKey, TokenHash};
+
+/// Name every `Tiered` reports as its tier.
+pub const TIERED: &str = "tiered";
+
+/// Counters of one front tier, created once so the hot path does no registry lookups.
+/// (Install the metrics recorder before building stores.)
+struct FrontMetrics {
+    hit: Counter,
+    miss: Counter,
+    error: Counter,
+    backfill: Counter,
+}
+
+impl FrontMetrics {
+    fn new(kind: &'static str, tier: &'static str) -> Self {
+        let c = |result: &'static str| {
+            metrics::counter!("tier_lookups_total", "kind" => kind, "tier" => tier, "result" => result)
+        };
+        Self {
+            hit: c("hit"),
+            miss: c("miss"),
+            error: c("error"),
+            backfill: metrics::counter!("tier_backfills_total", "kind" => kind, "tier" => tier),
+        }
+    }
+}
+
+/// Lookups reaching the authority (the innermost back), with their latency.
+struct BackMetrics {
+    lookups: Option<(Counter, Histogram)>,
+}
+
+impl BackMetrics {
+    fn new(kind: &'static str, tier: &'static str) -> Self {
+        // A nested `Tiered` reports for itself; only count the real authority here.
+        let lookups = (tier != TIERED).then(|| {
+            (
+                metrics::counter!("tier_lookups_total", "kind" => kind, "tier" => tier, "result" => "read"),
+                metrics::histogram!("tier_lookup_seconds", "kind" => kind, "tier" => tier),
+            )
+        });
+        Self { lookups }
+    }
+
+    async fn time<T>(&self, fut: impl Future<Output = T>) -> T {
+        match &self.lookups {
+            None => fut.await,
+            Some((count, hist)) => {
+                count.increment(1);
+                let start = Instant::now();
+                let out = fut.await;
+                hist.record(start.elapsed().as_secs_f64());
+                out
+            }
+        }
+    }
+}
+
+/// A front store (cache) composed with a back store (the authority for this pair).
+pub struct Tiered<F, B> {
+    front: F,
+    back: B,
+    front_tier: &'static str,
+    sessions_inflight: Coalescer<SessionKey, Option<Session>>,
+    users_inflight: Coalescer<UserId, Option<User>>,
+    session_front: FrontMetrics,
+    session_back: BackMetrics,
+    user_front: FrontMetrics,
+    user_back: BackMetrics,
+    front_errors: Counter,
+}
+
+impl<F, B> Tiered<F, B> {
+    /// Composes `front` (a cache) over `back`. `front_tier`/`back_tier` name the tiers in
+    /// logs and metrics.
+    pub fn with_names(front: F, back: B, front_tier: &'static str, back_tier: &'static str) -> Self {
+        Self {
+            front,
+            back,
+            front_tier,
+            sessions_inflight: Coalescer::new(),
+            users_inflight: Coalescer::new(),
+            session_front: FrontMetrics::new("session", front_tier),
+            session_back: BackMetrics::new("session", back_tier),
+            user_front: FrontMetrics::new("user", front_tier),
+            user_back: BackMetrics::new("user", back_tier),
+            front_errors: metrics::counter!("tier_write_errors_total", "tier" => front_tier),
+        }
+    }
+
+    /// The front (cache) store.
+    pub fn front(&self) -> &F {
+        &self.front
+    }
+
+    /// The back (authoritative) store.
+    pub fn back(&self) -> &B {
+        &self.back
+    }
+
+    /// Logs and counts a failed write to the front; the caller goes on without it.
+    fn front_write_failed(&self, op: &'static str, e: &StoreError) {
+        self.front_errors.increment(1);
+        tracing::debug!(tier = self.front_tier, op, error = %e, "cache tier write skipped");
+    }
+}
+
+impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
+    /// Composes two session stores, naming tiers after them.
+    pub fn new(front: F, back: B) -> Self {
+        let (f, b) = (front.tier(), back.tier());
+        Self::with_names(front, back, f, b)
+    }
+}
+
+#[async_trait]
+impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
+    fn tier(&self) -> &'static str {
+        TIERED
+    }
+
+    async fn create(&self, session: &Session) -> StoreResult<()> {
+        self.back.create(session).await?;
+        if let Err(e) = self.front.put(session).await {
+            self.front_write_failed("create", &e);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
+        match self.front.get(key).await {
+            Ok(Some(session)) => {
+                self.session_front.hit.increment(1);
+                return Ok(Some(session));
+            }
+            Ok(None) => self.session_front.miss.increment(1),
+            Err(e) => {
+                self.session_front.error.increment(1);
+                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
+            }
+        }
+        self.sessions_inflight
+            .run(key, || async {
+                let found = self.session_back.time(self.back.get(key)).await?;
+                if let Some(session) = &found {
+                    match self.front.put(session).await {
+                        Ok(true) => self.session_front.backfill.increment(1),
+                        Ok(false) => {}
+                        Err(e) => self.front_write_failed("backfill", &e),
+                    }
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn put(&self, session: &Session) -> StoreResult<bool> {
+        let stored = self.back.put(session).await?;
+        if let Err(e) = self.front.put(session).await {
+            self.front_write_failed("put", &e);
+        }
+        Ok(stored)
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        expected_version: i64,
+        new_expires_at: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
+        let result = self.back.extend(key, expected_version, new_expires_at).await;
+        let front = match &result {
+            Ok(Some(session)) => self.front.put(session).await.map(drop),
+            // Gone below, or our copy is stale: drop the front copy so the next read
+            // fetches the authority's.
+            Ok(None) | Err(StoreError::Conflict(Conflict::Version)) => {
+                self.front.delete(key).await.map(drop)
+            }
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = front {
+            self.front_write_failed("extend", &e);
+        }
+        result
+    }
+
+    async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+        let deleted = self.back.delete(key).await?;
+        if let Err(e) = self.front.delete(key).await {
+            self.front_write_failed("delete", &e);
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<TokenHash>,
+    ) -> StoreResult<u64> {
+        let deleted = self.back.delete_user_sessions(user, keep).await?;
+        if let Err(e) = self.front.delete_user_sessions(user, keep).await {
+            self.front_write_failed("delete_user_sessions", &e);
+        }
+        Ok(deleted)
+    }
+
+    async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
+        // A cache may have evicted some of them: only the authority can list.
+        self.back.list_user_sessions(user).await
+    }
+}
+
+#[async_trait]
+impl<F: UserCache, B: UserCache> UserCache for Tiered<F, B> {
+    fn tier(&self) -> &'static str {
+        TIERED
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
+        match self.front.get_user(id).await {
+            Ok(Some(user)) => {
+                self.user_front.hit.increment(1);
+                return Ok(Some(user));
+            }
+            Ok(None) => self.user_front.miss.increment(1),
+            Err(e) => {
+                self.user_front.error.increment(1);
+                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
+            }
+        }
+        self.users_inflight
+            .run(&id, || async {
+                let found = self.user_back.time(self.back.get_user(id)).await?;
+                if let Some(user) = &found {
+                    match self.front.put_user(user).await {
+                        Ok(()) => self.user_front.backfill.increment(1),
+                        Err(e) => self.front_write_failed("backfill_user", &e),
+                    }
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn put_user(&self, user: &User) -> StoreResult<()> {
+        self.back.put_user(user).await?;
+        if let Err(e) = self.front.put_user(user).await {
+            self.front_write_failed("put_user", &e);
+        }
+        Ok(())
+    }
+
+    async fn invalidate_user(&self, id: UserId) -> StoreResult<()> {
+        self.back.invalidate_user(id).await?;
+        if let Err(e) = self.front.invalidate_user(id).await {
+            self.front_write_failed("invalidate_user", &e);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<F: VerificationStore, B: VerificationStore> VerificationStore for Tiered<F, B> {
+    fn tier(&self) -> &'static str {
+        TIERED
+    }
+
+    async fn put_verification(&self, verification: &Verification) -> StoreResult<()> {
+        self.back.put_verification(verification).await?;
+        if let Err(e) = self.front.put_verification(verification).await {
+            self.front_write_failed("put_verification", &e);
+        }
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        purpose: Purpose,
+    ) -> StoreResult<Option<Verification>> {
+        // Single use is decided by the authority alone; the front copy is only dropped.
+        let consumed = self.back.consume(hash, purpose).await?;
+        if consumed.is_some() {
+            if let Err(e) = self.front.consume(hash, purpose).await {
+                self.front_write_failed("consume", &e);
+            }
+        }
+        Ok(consumed)
+    }
+
+    async fn delete_verifications(&self, user: UserId, purpose: Purpose) -> StoreResult<u64> {
+        let deleted = self.back.delete_verifications(user, purpose).await?;
+        if let Err(e) = self.front.delete_verifications(user, purpose).await {
+            self.front_write_failed("delete_verifications", &e);
+        }
+        Ok(deleted)
+    }
+}

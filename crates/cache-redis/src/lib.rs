@@ -1,0 +1,1 @@
+//! cache-redis (in progress).

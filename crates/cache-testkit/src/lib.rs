@@ -1,0 +1,1 @@
+//! cache-testkit (in progress).
