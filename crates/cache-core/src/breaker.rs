@@ -138,7 +138,12 @@ impl<S> Breaker<S> {
             && self
                 .inner
                 .next_probe_us
-                .compare_exchange(next, now + self.interval_us(), Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    next,
+                    now + self.interval_us(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
     }
 

@@ -46,7 +46,10 @@ impl Invalidation {
                 let at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
                 if kind == "s" {
                     let hash = TokenHash::from_hex(third)?;
-                    Invalidation::Revoked(Revocation::Session { key: SessionKey { user, hash }, at })
+                    Invalidation::Revoked(Revocation::Session {
+                        key: SessionKey { user, hash },
+                        at,
+                    })
                 } else {
                     let keep = if third == "-" { None } else { Some(TokenHash::from_hex(third)?) };
                     Invalidation::Revoked(Revocation::AllOfUser { user, keep, at })

@@ -22,9 +22,7 @@ pub mod token;
 pub use breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Conflict, StoreError, StoreResult};
-pub use model::{
-    Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification,
-};
+pub use model::{Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification};
 pub use store::{
     AccountStore, ExpiredCleanup, RevocationJournal, RevocationSink, SessionStore, UserCache,
     VerificationStore,

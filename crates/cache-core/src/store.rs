@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreResult;
-use crate::model::{Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification};
+use crate::model::{
+    Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification,
+};
 use crate::token::{SessionKey, TokenHash};
 
 /// Sessions, keyed by [`SessionKey`] (user id and SHA-256 of the token secret).
@@ -49,11 +51,8 @@ pub trait SessionStore: Send + Sync {
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool>;
 
     /// Deletes every session of `user` except `keep`; returns how many were deleted.
-    async fn delete_user_sessions(
-        &self,
-        user: UserId,
-        keep: Option<TokenHash>,
-    ) -> StoreResult<u64>;
+    async fn delete_user_sessions(&self, user: UserId, keep: Option<TokenHash>)
+    -> StoreResult<u64>;
 
     /// The live sessions of `user`, most recently renewed first.
     async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>>;
@@ -90,8 +89,11 @@ pub trait VerificationStore: Send + Sync {
     /// Atomically removes and returns the live verification with this hash and purpose.
     /// Of any number of concurrent callers exactly one gets it. Expired tokens and tokens
     /// of another purpose give `None` (the latter are not consumed).
-    async fn consume(&self, hash: &TokenHash, purpose: Purpose)
-    -> StoreResult<Option<Verification>>;
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        purpose: Purpose,
+    ) -> StoreResult<Option<Verification>>;
 
     /// Deletes every pending verification of `user` for `purpose` (a new token supersedes
     /// the old ones); returns how many.

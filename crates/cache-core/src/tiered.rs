@@ -36,9 +36,7 @@ struct FrontMetrics {
 
 impl FrontMetrics {
     fn new(kind: &'static str, tier: &'static str) -> Self {
-        let c = |result: &'static str| {
-            metrics::counter!("tier_lookups_total", "kind" => kind, "tier" => tier, "result" => result)
-        };
+        let c = |result: &'static str| metrics::counter!("tier_lookups_total", "kind" => kind, "tier" => tier, "result" => result);
         Self {
             hit: c("hit"),
             miss: c("miss"),
@@ -96,7 +94,12 @@ pub struct Tiered<F, B> {
 impl<F, B> Tiered<F, B> {
     /// Composes `front` (a cache) over `back`. `front_tier`/`back_tier` name the tiers in
     /// logs and metrics.
-    pub fn with_names(front: F, back: B, front_tier: &'static str, back_tier: &'static str) -> Self {
+    pub fn with_names(
+        front: F,
+        back: B,
+        front_tier: &'static str,
+        back_tier: &'static str,
+    ) -> Self {
         Self {
             front,
             back,
