@@ -210,7 +210,7 @@ pub async fn list_user_sessions_live_newest_first<S: SessionStore>(store: &S, cl
         store.extend(&expected[0].key, 0, clock.now() + Duration::hours(1)).await.unwrap().unwrap();
     expected[0] = renewed;
     clock.advance(Duration::minutes(5));
-    expected.sort_by(|a, b| b.renewed_at.cmp(&a.renewed_at));
+    expected.sort_by_key(|s| std::cmp::Reverse(s.renewed_at));
     assert_eq!(store.list_user_sessions(user).await.unwrap(), expected);
 }
 

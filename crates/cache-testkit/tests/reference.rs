@@ -121,7 +121,7 @@ impl SessionStore for Reference {
             .filter(|s| s.key.user == user && s.is_live(now))
             .cloned()
             .collect();
-        list.sort_by(|a, b| b.renewed_at.cmp(&a.renewed_at));
+        list.sort_by_key(|s| std::cmp::Reverse(s.renewed_at));
         Ok(list)
     }
 }
