@@ -292,3 +292,66 @@ impl<S: RevocationSink> RevocationSink for Breaker<S> {
         self.call(self.store.clear()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::MockSessionStore;
+    use crate::token::Secret;
+
+    fn key() -> SessionKey {
+        SessionKey { user: UserId::new(1).unwrap(), hash: Secret::from_bytes([9; 32]).hash() }
+    }
+
+    #[tokio::test]
+    async fn opens_after_consecutive_failures_probes_once_per_interval_and_closes() {
+        let down = Arc::new(AtomicBool::new(true));
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut store = MockSessionStore::new();
+        store.expect_tier().return_const("redis");
+        let (d, c) = (down.clone(), calls.clone());
+        store.expect_get().returning(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            if d.load(Ordering::SeqCst) { Err(StoreError::timeout("no answer")) } else { Ok(None) }
+        });
+        let config =
+            BreakerConfig { failure_threshold: 3, probe_interval: Duration::from_millis(100) };
+        let breaker = Breaker::new(store, "redis", config);
+        for _ in 0..3 {
+            assert!(breaker.get(&key()).await.is_err());
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        // Open: calls fail at once without reaching the store.
+        for _ in 0..100 {
+            assert!(breaker.get(&key()).await.is_err());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // One probe after the interval; it fails, so the breaker stays open.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        for _ in 0..10 {
+            assert!(breaker.get(&key()).await.is_err());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // The backend returns: the next probe closes the breaker.
+        down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(breaker.get(&key()).await.unwrap(), None);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(breaker.get(&key()).await.unwrap(), None);
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn conflicts_and_corrupt_data_do_not_open_it() {
+        let mut store = MockSessionStore::new();
+        store.expect_tier().return_const("redis");
+        store.expect_get().returning(|_| Err(StoreError::corrupt("bad json")));
+        let breaker = Breaker::new(store, "redis", BreakerConfig::default());
+        for _ in 0..10 {
+            assert!(matches!(breaker.get(&key()).await, Err(StoreError::Corrupt(_))));
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+}

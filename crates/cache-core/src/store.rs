@@ -19,7 +19,7 @@ use crate::model::{
 use crate::token::{SessionKey, TokenHash};
 
 /// Sessions, keyed by [`SessionKey`] (user id and SHA-256 of the token secret).
-#[cfg_attr(feature = "mock", mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Short tier name for logs and metrics (`memory`, `redis`, `sql`, `tiered`).
@@ -59,7 +59,7 @@ pub trait SessionStore: Send + Sync {
 }
 
 /// User profiles (never credentials) as cached by the fast tiers.
-#[cfg_attr(feature = "mock", mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait UserCache: Send + Sync {
     /// Short tier name for logs and metrics.
@@ -77,7 +77,7 @@ pub trait UserCache: Send + Sync {
 }
 
 /// Single-use verification tokens (email verification, password reset).
-#[cfg_attr(feature = "mock", mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait VerificationStore: Send + Sync {
     /// Short tier name for logs and metrics.
@@ -119,7 +119,7 @@ pub trait ExpiredCleanup: Send + Sync {
 }
 
 /// The authority for accounts and credentials (SQL). Never cached.
-#[cfg_attr(feature = "mock", mockall::automock)]
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Creates an account. `Conflict(Exists)` when the id or the email is taken.

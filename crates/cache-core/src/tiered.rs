@@ -322,3 +322,267 @@ impl<F: VerificationStore, B: VerificationStore> VerificationStore for Tiered<F,
         Ok(deleted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! mockall tests pinning the tiered semantics: which tier is asked, what is
+    //! backfilled, and what happens when a tier errors.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration as StdDuration;
+
+    use chrono::Duration;
+    use mockall::Sequence;
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::store::MockSessionStore;
+    use crate::token::Secret;
+
+    fn session() -> Session {
+        let now = ManualClock::starting_now().now();
+        Session {
+            key: SessionKey {
+                user: UserId::new(11).unwrap(),
+                hash: Secret::generate().unwrap().hash(),
+            },
+            created_at: now,
+            renewed_at: now,
+            expires_at: now + Duration::hours(1),
+            absolute_expires_at: now + Duration::days(1),
+            user_agent: None,
+            ip: None,
+            version: 0,
+        }
+    }
+
+    fn mocks() -> (MockSessionStore, MockSessionStore) {
+        let mut front = MockSessionStore::new();
+        front.expect_tier().return_const("front");
+        let mut back = MockSessionStore::new();
+        back.expect_tier().return_const("back");
+        (front, back)
+    }
+
+    #[tokio::test]
+    async fn a_front_hit_never_asks_the_back() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        let hit = s.clone();
+        front.expect_get().times(1).returning(move |_| Ok(Some(hit.clone())));
+        back.expect_get().never();
+        front.expect_put().never();
+        let tiered = Tiered::new(front, back);
+        assert_eq!(tiered.get(&s.key).await.unwrap(), Some(s));
+    }
+
+    #[tokio::test]
+    async fn a_miss_asks_the_back_and_backfills_the_front() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        front.expect_get().times(1).returning(|_| Ok(None));
+        let found = s.clone();
+        back.expect_get().with(eq(s.key)).times(1).returning(move |_| Ok(Some(found.clone())));
+        front.expect_put().with(eq(s.clone())).times(1).returning(|_| Ok(true));
+        let tiered = Tiered::new(front, back);
+        assert_eq!(tiered.get(&s.key).await.unwrap(), Some(s));
+    }
+
+    #[tokio::test]
+    async fn a_miss_everywhere_backfills_nothing() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        front.expect_get().returning(|_| Ok(None));
+        back.expect_get().times(1).returning(|_| Ok(None));
+        front.expect_put().never();
+        assert_eq!(Tiered::new(front, back).get(&s.key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_front_error_falls_through_to_the_back() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        front.expect_get().returning(|_| Err(StoreError::unavailable("redis down")));
+        let found = s.clone();
+        back.expect_get().times(1).returning(move |_| Ok(Some(found.clone())));
+        front.expect_put().returning(|_| Err(StoreError::unavailable("redis down")));
+        assert_eq!(Tiered::new(front, back).get(&s.key).await.unwrap(), Some(s));
+    }
+
+    #[tokio::test]
+    async fn an_authority_error_is_returned() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        front.expect_get().returning(|_| Ok(None));
+        back.expect_get().returning(|_| Err(StoreError::timeout("sql slow")));
+        front.expect_put().never();
+        let result = Tiered::new(front, back).get(&s.key).await;
+        assert!(matches!(result, Err(StoreError::Timeout(_))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn deletes_reach_the_authority_first() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        let mut seq = Sequence::new();
+        back.expect_delete().with(eq(s.key)).times(1).in_sequence(&mut seq).returning(|_| Ok(true));
+        front
+            .expect_delete()
+            .with(eq(s.key))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(true));
+        let user = s.key.user;
+        back.expect_delete_user_sessions()
+            .with(eq(user), eq(None))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(3));
+        front
+            .expect_delete_user_sessions()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Err(StoreError::unavailable("redis down")));
+        let tiered = Tiered::new(front, back);
+        assert!(tiered.delete(&s.key).await.unwrap());
+        // A failing cache does not fail the revocation; the authority's count is returned.
+        assert_eq!(tiered.delete_user_sessions(user, None).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_authority_delete_leaves_the_front_alone() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        back.expect_delete().returning(|_| Err(StoreError::unavailable("sql down")));
+        front.expect_delete().never();
+        assert!(Tiered::new(front, back).delete(&s.key).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_the_authority_first_then_the_front() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        let mut seq = Sequence::new();
+        back.expect_create().times(1).in_sequence(&mut seq).returning(|_| Ok(()));
+        front
+            .expect_put()
+            .with(eq(s.clone()))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Err(StoreError::unavailable("redis down")));
+        Tiered::new(front, back).create(&s).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_authority_write_skips_the_front() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        back.expect_create().returning(|_| Err(StoreError::Conflict(Conflict::Exists)));
+        front.expect_put().never();
+        let result = Tiered::new(front, back).create(&s).await;
+        assert!(matches!(result, Err(StoreError::Conflict(Conflict::Exists))));
+    }
+
+    #[tokio::test]
+    async fn extend_refreshes_or_evicts_the_front_copy() {
+        let s = session();
+        let extended = s.extended(s.expires_at + Duration::hours(1), s.created_at);
+        let (mut front, mut back) = mocks();
+        let mut seq = Sequence::new();
+        let out = extended.clone();
+        back.expect_extend()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_, _, _| Ok(Some(out.clone())));
+        front
+            .expect_put()
+            .with(eq(extended.clone()))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(true));
+        back.expect_extend()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _| Err(StoreError::Conflict(Conflict::Version)));
+        front.expect_delete().times(1).in_sequence(&mut seq).returning(|_| Ok(true));
+        let tiered = Tiered::new(front, back);
+        assert_eq!(tiered.extend(&s.key, 0, extended.expires_at).await.unwrap(), Some(extended));
+        let lost = tiered.extend(&s.key, 0, s.expires_at).await;
+        assert!(matches!(lost, Err(StoreError::Conflict(Conflict::Version))));
+    }
+
+    #[tokio::test]
+    async fn listing_asks_only_the_authority() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        front.expect_list_user_sessions().never();
+        let listed = vec![s.clone()];
+        back.expect_list_user_sessions().times(1).returning(move |_| Ok(listed.clone()));
+        assert_eq!(Tiered::new(front, back).list_user_sessions(s.key.user).await.unwrap(), vec![s]);
+    }
+
+    /// A back store that counts lookups and takes a while to answer.
+    struct SlowBack {
+        session: Session,
+        lookups: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SessionStore for SlowBack {
+        fn tier(&self) -> &'static str {
+            "slow"
+        }
+        async fn create(&self, _: &Session) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn get(&self, _: &SessionKey) -> StoreResult<Option<Session>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            // Long enough that all 1,000 callers arrive while the lookup is in flight.
+            tokio::time::sleep(StdDuration::from_millis(300)).await;
+            Ok(Some(self.session.clone()))
+        }
+        async fn put(&self, _: &Session) -> StoreResult<bool> {
+            Ok(false)
+        }
+        async fn extend(
+            &self,
+            _: &SessionKey,
+            _: i64,
+            _: DateTime<Utc>,
+        ) -> StoreResult<Option<Session>> {
+            Ok(None)
+        }
+        async fn delete(&self, _: &SessionKey) -> StoreResult<bool> {
+            Ok(false)
+        }
+        async fn delete_user_sessions(&self, _: UserId, _: Option<TokenHash>) -> StoreResult<u64> {
+            Ok(0)
+        }
+        async fn list_user_sessions(&self, _: UserId) -> StoreResult<Vec<Session>> {
+            Ok(vec![])
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_make_one_lookup_below() {
+        let s = session();
+        let mut front = MockSessionStore::new();
+        front.expect_tier().return_const("front");
+        front.expect_get().returning(|_| Ok(None));
+        front.expect_put().times(1).returning(|_| Ok(true));
+        let back = SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) };
+        let tiered = Arc::new(Tiered::new(front, back));
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (tiered, key) = (tiered.clone(), s.key);
+                tokio::spawn(async move { tiered.get(&key).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), Some(s.clone()));
+        }
+        assert_eq!(tiered.back().lookups.load(Ordering::SeqCst), 1);
+    }
+}
