@@ -1,0 +1,81 @@
+//! The one error type of the flows. Each variant is something a client can act on, except
+//! `Unavailable` and `Internal`, whose sources are for logs only.
+
+use cache_core::{BoxError, StoreError};
+
+/// Why a flow failed. `Display` is safe to show to a client: it never contains a source
+/// error, a token or a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// A field is malformed (400 `invalid_input`).
+    #[error("{field}: {message}")]
+    InvalidInput {
+        /// The offending field, as named in the API.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The new password does not meet the policy (400 `weak_password`).
+    #[error("{0}")]
+    WeakPassword(String),
+    /// Unknown email or wrong password, deliberately indistinguishable (401).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// Right password, but the email address is not verified yet (403).
+    #[error("the email address is not verified")]
+    EmailNotVerified,
+    /// Missing, malformed, expired or revoked session (401).
+    #[error("not authenticated")]
+    Unauthenticated,
+    /// A verification or reset token that is unknown, used or expired (400).
+    #[error("the token is invalid or has expired")]
+    InvalidToken,
+    /// The thing asked for does not exist for this caller (404).
+    #[error("not found")]
+    NotFound,
+    /// A store is down or timed out (503); nothing was reported as done.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Anything else (500); opaque to clients, logged by the caller.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+    /// The [`crate::AuthConfig`] handed to [`crate::AuthService::new`] is unusable.
+    #[error("invalid auth configuration: {0}")]
+    Config(String),
+}
+
+impl AuthError {
+    /// The stable snake_case code of the API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::InvalidInput { .. } => "invalid_input",
+            AuthError::WeakPassword(_) => "weak_password",
+            AuthError::InvalidCredentials => "invalid_credentials",
+            AuthError::EmailNotVerified => "email_not_verified",
+            AuthError::Unauthenticated => "unauthenticated",
+            AuthError::InvalidToken => "invalid_token",
+            AuthError::NotFound => "not_found",
+            AuthError::Unavailable(_) => "unavailable",
+            AuthError::Internal(_) => "internal",
+            AuthError::Config(_) => "invalid_config",
+        }
+    }
+
+    /// An `Internal` error from any source.
+    pub fn internal(e: impl Into<BoxError>) -> Self {
+        AuthError::Internal(e.into())
+    }
+
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AuthError::InvalidInput { field, message: message.into() }
+    }
+}
+
+/// A store that is down or slow is `Unavailable`; anything else it reports (corrupt data,
+/// a conflict the flow did not expect) is `Internal`.
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() { AuthError::Unavailable(e) } else { AuthError::Internal(e.into()) }
+    }
+}

@@ -1,0 +1,718 @@
+//! [`AuthService`]: every flow, over the store traits, a mailer and the clock.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use cache_core::{
+    AccountStore, Conflict, NewUser, Purpose, Session, SessionKey, SessionStore, SessionToken,
+    SharedClock, StoreError, TokenHash, User, UserCache, UserId, Verification, VerificationStore,
+    VerificationToken,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Argon2Params, AuthConfig};
+use crate::error::AuthError;
+use crate::mail::{MailKind, Mailer, OutgoingMail};
+use crate::password::{Hasher, check_policy};
+use crate::validate::{normalize_email, normalize_name};
+
+/// The stores the flows run on. Usually each is a [`cache_core::Tiered`] composition and
+/// `accounts` is the SQL store.
+#[derive(Clone)]
+pub struct Stores {
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// User profiles.
+    pub users: Arc<dyn UserCache>,
+    /// Email verification and password reset tokens.
+    pub verifications: Arc<dyn VerificationStore>,
+    /// Accounts and credentials (the authority, never cached).
+    pub accounts: Arc<dyn AccountStore>,
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stores")
+            .field("sessions", &self.sessions.tier())
+            .field("users", &self.users.tier())
+            .field("verifications", &self.verifications.tier())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is known about the client of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The `User-Agent` header, if any (truncated when stored).
+    pub user_agent: Option<String>,
+    /// The client's address (after trusted-proxy resolution).
+    pub ip: Option<IpAddr>,
+}
+
+/// A registration request. `Debug` leaves the password out.
+#[derive(Clone, Deserialize)]
+pub struct RegisterInput {
+    /// Display name.
+    pub name: String,
+    /// Email address (normalized by the flow).
+    pub email: String,
+    /// The chosen password.
+    pub password: String,
+}
+
+impl fmt::Debug for RegisterInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterInput")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A login request. `Debug` leaves the password out.
+#[derive(Clone, Deserialize)]
+pub struct LoginInput {
+    /// Email address (normalized by the flow).
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for LoginInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginInput")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A successful login: the new token (for the cookie), its session and the user.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The new session token; `encode()` it into the cookie.
+    pub token: SessionToken,
+    /// The session as stored.
+    pub session: Session,
+    /// The user's profile.
+    pub user: User,
+}
+
+/// The result of a successful [`AuthService::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The session's user.
+    pub user: User,
+    /// The session (after renewal, if it was renewed); `session.key` identifies it.
+    pub session: Session,
+}
+
+/// One session as shown to its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// Opaque id: the hex SHA-256 of the token secret (useless as a credential).
+    pub id: String,
+    /// Login time.
+    pub created_at: DateTime<Utc>,
+    /// Last renewal (or login): the session was used at or after this.
+    pub last_seen_at: DateTime<Utc>,
+    /// When the session ends unless used (never after the absolute lifetime).
+    pub expires_at: DateTime<Utc>,
+    /// User agent at login.
+    pub user_agent: Option<String>,
+    /// Client address at login.
+    pub ip: Option<IpAddr>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+/// A password hash nobody's password matches, verified for unknown emails so that a login
+/// for a missing account costs the same as a wrong password.
+const DUMMY_PASSWORD: &str = "tiered-auth dummy password, never a real one";
+
+/// How often a conflicting renewal is retried before the session is served as read.
+const RENEW_ATTEMPTS: usize = 3;
+
+/// The authentication flows. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct AuthService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AuthConfig,
+    stores: Stores,
+    mailer: Arc<dyn Mailer>,
+    clock: SharedClock,
+    hasher: Hasher,
+    dummy_hash: String,
+    base_url: String,
+}
+
+impl fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService")
+            .field("config", &self.inner.config)
+            .field("stores", &self.inner.stores)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    /// Validates `config` (argon2 parameters at or above [`Argon2Params::MINIMUM`],
+    /// consistent lifetimes, an http(s) base URL) and builds the service.
+    ///
+    /// Computes one argon2 hash (the dummy for unknown emails) synchronously, which takes
+    /// tens of milliseconds: call it at start-up, not per request.
+    pub fn new(
+        config: AuthConfig,
+        stores: Stores,
+        mailer: Arc<dyn Mailer>,
+        clock: SharedClock,
+    ) -> Result<Self, AuthError> {
+        if !config.argon2.meets_minimum() {
+            let min = Argon2Params::MINIMUM;
+            return Err(AuthError::Config(format!(
+                "argon2 parameters must be at least m={} KiB, t={}, p={}",
+                min.memory_kib, min.iterations, min.parallelism
+            )));
+        }
+        Self::build(config, stores, mailer, clock)
+    }
+
+    /// Like [`AuthService::new`] but accepts argon2 parameters below the production
+    /// minimum, such as [`Argon2Params::INSECURE_FOR_TESTS`]. For tests only: hashes made
+    /// with weak parameters are cheap to crack.
+    pub fn new_insecure_for_tests(
+        config: AuthConfig,
+        stores: Stores,
+        mailer: Arc<dyn Mailer>,
+        clock: SharedClock,
+    ) -> Result<Self, AuthError> {
+        if !config.argon2.meets_minimum() {
+            tracing::warn!("argon2 parameters below the production minimum (tests only)");
+        }
+        Self::build(config, stores, mailer, clock)
+    }
+
+    fn build(
+        config: AuthConfig,
+        stores: Stores,
+        mailer: Arc<dyn Mailer>,
+        clock: SharedClock,
+    ) -> Result<Self, AuthError> {
+        check_config(&config)?;
+        let hasher = Hasher::new(config.argon2, config.hash_concurrency)?;
+        let dummy_hash = hasher.hash_blocking(DUMMY_PASSWORD)?;
+        let base_url = config.public_base_url.trim_end_matches('/').to_owned();
+        Ok(Self {
+            inner: Arc::new(Inner { config, stores, mailer, clock, hasher, dummy_hash, base_url }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AuthConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// Creates an unverified account and mails a verification link. Answers the same
+    /// `Ok(())` when the email is taken (after the same hashing work), and then mails the
+    /// owner a notice instead of a link.
+    pub async fn register(&self, input: RegisterInput) -> Result<(), AuthError> {
+        let name = normalize_name(&input.name)?;
+        let email = normalize_email(&input.email)?;
+        check_policy(&self.inner.config.password, "password", &input.password)?;
+        let password_hash = self.inner.hasher.hash(input.password).await?;
+        let id = UserId::random().map_err(AuthError::internal)?;
+        let user = User { id, name, email, email_verified: false, created_at: self.now() };
+        let new_user = NewUser { user, password_hash };
+        match self.stores().accounts.create_account(&new_user).await {
+            Ok(()) => {
+                self.start_verification(id, &new_user.user.email, Purpose::EmailVerification)
+                    .await?;
+                metrics::counter!("auth_registrations_total", "result" => "created").increment(1);
+            }
+            Err(StoreError::Conflict(Conflict::Exists)) => {
+                // The email is taken (an id collision is a 2^-63 event). The answer does
+                // not say so; the owner learns about the attempt by mail. A token is drawn
+                // anyway so that both paths do the same work before answering.
+                VerificationToken::generate().map_err(AuthError::internal)?;
+                self.spawn_mail(already_registered_mail(&self.inner.base_url, new_user.user.email));
+                metrics::counter!("auth_registrations_total", "result" => "taken").increment(1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Consumes an email verification token and marks the address verified.
+    pub async fn verify_email(&self, token: &str) -> Result<User, AuthError> {
+        let token = VerificationToken::parse(token).map_err(|_| AuthError::InvalidToken)?;
+        let stores = self.stores();
+        let verification = stores
+            .verifications
+            .consume(&token.hash(), Purpose::EmailVerification)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let user = stores
+            .accounts
+            .mark_email_verified(verification.user, &verification.identifier)
+            .await?
+            // The account is gone or its address changed since the link was sent.
+            .ok_or(AuthError::InvalidToken)?;
+        self.invalidate_user(user.id).await;
+        Ok(user)
+    }
+
+    /// Sends a new verification link to a known, unverified address (older links stop
+    /// working). Does nothing otherwise; answers `Ok(())` in every case.
+    pub async fn resend_verification(&self, email: &str) -> Result<(), AuthError> {
+        let email = normalize_email(email)?;
+        if let Some(credentials) = self.stores().accounts.credentials_by_email(&email).await? {
+            let user = credentials.user;
+            if !user.email_verified {
+                self.stores()
+                    .verifications
+                    .delete_verifications(user.id, Purpose::EmailVerification)
+                    .await?;
+                self.start_verification(user.id, &user.email, Purpose::EmailVerification).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the credentials and opens a new session (a new token every time).
+    ///
+    /// An unknown email and a wrong password both give `InvalidCredentials` after one
+    /// argon2 verification each; `EmailNotVerified` only follows a correct password.
+    pub async fn login(
+        &self,
+        input: LoginInput,
+        client: &ClientInfo,
+    ) -> Result<LoginOutcome, AuthError> {
+        let LoginInput { email, password } = input;
+        // No account can have a password outside the policy's length limits, so there is
+        // nothing to hide: refuse before spending an argon2 computation on it.
+        if password.chars().count() > self.inner.config.password.max_chars {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let credentials = match normalize_email(&email) {
+            Ok(email) => self.stores().accounts.credentials_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let Some(credentials) = credentials else {
+            self.inner.hasher.verify(password, self.inner.dummy_hash.clone()).await?;
+            metrics::counter!("auth_logins_total", "result" => "invalid").increment(1);
+            return Err(AuthError::InvalidCredentials);
+        };
+        if !self.inner.hasher.verify(password, credentials.password_hash).await? {
+            metrics::counter!("auth_logins_total", "result" => "invalid").increment(1);
+            return Err(AuthError::InvalidCredentials);
+        }
+        let user = credentials.user;
+        if !user.email_verified {
+            metrics::counter!("auth_logins_total", "result" => "unverified").increment(1);
+            return Err(AuthError::EmailNotVerified);
+        }
+
+        let token = SessionToken::generate(user.id).map_err(AuthError::internal)?;
+        let now = self.now();
+        let config = &self.inner.config;
+        let absolute_expires_at = now + config.session_absolute;
+        let session = Session {
+            key: token.key(),
+            created_at: now,
+            renewed_at: now,
+            expires_at: (now + config.session_idle).min(absolute_expires_at),
+            absolute_expires_at,
+            user_agent: client
+                .user_agent
+                .as_deref()
+                .map(|ua| truncate(ua, config.user_agent_max_len).to_owned()),
+            ip: client.ip,
+            version: 0,
+        };
+        self.stores().sessions.create(&session).await?;
+        // Warm the caches for the requests that follow. The session is already stored, so
+        // a failure here costs only a cache miss later.
+        if let Err(e) = self.stores().users.put_user(&user).await {
+            tracing::warn!(user = %user.id, error = %e, "could not warm the user cache at login");
+        }
+        metrics::counter!("auth_logins_total", "result" => "success").increment(1);
+        metrics::counter!("auth_sessions_created_total").increment(1);
+        Ok(LoginOutcome { token, session, user })
+    }
+
+    /// Resolves a session token to its user and session, renewing the session in place
+    /// (same token) when it is used `session_update_age` or more after its last renewal.
+    ///
+    /// Without renewal this is one session lookup and one user lookup.
+    pub async fn validate(
+        &self,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<Authenticated, AuthError> {
+        // Reserved for the session fingerprint policy (user agent / IP checks).
+        let _ = client;
+        let key = SessionToken::parse(token).map_err(|_| AuthError::Unauthenticated)?.key();
+        let stores = self.stores();
+        let mut session = stores.sessions.get(&key).await?.ok_or(AuthError::Unauthenticated)?;
+        let now = self.now();
+        if !session.is_live(now) {
+            return Err(AuthError::Unauthenticated);
+        }
+        if now - session.renewed_at >= self.inner.config.session_update_age {
+            session = self.renew(&key, session, now).await?;
+        }
+        let user = stores.users.get_user(key.user).await?.ok_or(AuthError::Unauthenticated)?;
+        Ok(Authenticated { user, session })
+    }
+
+    /// Extends `session` with a compare-and-set on its version. A lost race re-reads the
+    /// session: somebody else renewed it (use theirs) or revoked it (unauthenticated).
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        mut session: Session,
+        now: DateTime<Utc>,
+    ) -> Result<Session, AuthError> {
+        let config = &self.inner.config;
+        let sessions = &self.stores().sessions;
+        for _ in 0..RENEW_ATTEMPTS {
+            let new_expires_at = (now + config.session_idle).min(session.absolute_expires_at);
+            match sessions.extend(key, session.version, new_expires_at).await {
+                Ok(Some(renewed)) => {
+                    metrics::counter!("auth_sessions_renewed_total").increment(1);
+                    return Ok(renewed);
+                }
+                Ok(None) => return Err(AuthError::Unauthenticated),
+                Err(StoreError::Conflict(Conflict::Version)) => {
+                    session = sessions.get(key).await?.ok_or(AuthError::Unauthenticated)?;
+                    if now - session.renewed_at < config.session_update_age {
+                        return Ok(session);
+                    }
+                }
+                Err(e) => {
+                    // The session is valid for days yet (idle minus update age); a failed
+                    // renewal is retried by the next request rather than failing this one.
+                    tracing::warn!(user = %key.user, error = %e, "session renewal failed");
+                    return Ok(session);
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Ends the session of `token`. Idempotent: an unknown or malformed token is `Ok`.
+    pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
+        let Ok(token) = SessionToken::parse(token) else {
+            return Ok(());
+        };
+        if self.stores().sessions.delete(&token.key()).await? {
+            metrics::counter!("auth_sessions_revoked_total", "reason" => "logout").increment(1);
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller, or every other one with `keep_current`; returns
+    /// how many were ended.
+    pub async fn logout_everywhere(
+        &self,
+        auth: &Authenticated,
+        keep_current: bool,
+    ) -> Result<u64, AuthError> {
+        let keep = keep_current.then_some(auth.session.key.hash);
+        let revoked = self.stores().sessions.delete_user_sessions(auth.user.id, keep).await?;
+        metrics::counter!("auth_sessions_revoked_total", "reason" => "logout_everywhere")
+            .increment(revoked);
+        Ok(revoked)
+    }
+
+    /// The caller's live sessions, most recently renewed first.
+    pub async fn list_sessions(&self, auth: &Authenticated) -> Result<Vec<SessionInfo>, AuthError> {
+        let sessions = self.stores().sessions.list_user_sessions(auth.user.id).await?;
+        let current = auth.session.key.hash;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionInfo {
+                id: s.key.hash.to_hex(),
+                created_at: s.created_at,
+                last_seen_at: s.renewed_at,
+                expires_at: s.expires_at.min(s.absolute_expires_at),
+                current: s.key.hash == current,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect())
+    }
+
+    /// Ends one of the caller's sessions by its [`SessionInfo::id`]. `NotFound` for any
+    /// id that is not a live session of the caller.
+    pub async fn revoke_session(&self, auth: &Authenticated, id: &str) -> Result<(), AuthError> {
+        let hash = TokenHash::from_hex(id).ok_or(AuthError::NotFound)?;
+        let key = SessionKey { user: auth.user.id, hash };
+        if !self.stores().sessions.delete(&key).await? {
+            return Err(AuthError::NotFound);
+        }
+        metrics::counter!("auth_sessions_revoked_total", "reason" => "revoke").increment(1);
+        Ok(())
+    }
+
+    /// Changes the caller's password after checking the current one, then ends every
+    /// other session; returns how many were ended.
+    pub async fn change_password(
+        &self,
+        auth: &Authenticated,
+        current: &str,
+        new: &str,
+    ) -> Result<u64, AuthError> {
+        let stores = self.stores();
+        let user = auth.user.id;
+        let credentials =
+            stores.accounts.credentials_by_id(user).await?.ok_or(AuthError::Unauthenticated)?;
+        if !self.inner.hasher.verify(current.to_owned(), credentials.password_hash).await? {
+            return Err(AuthError::InvalidCredentials);
+        }
+        check_policy(&self.inner.config.password, "new_password", new)?;
+        let hash = self.inner.hasher.hash(new.to_owned()).await?;
+        if !stores.accounts.set_password_hash(user, &hash).await? {
+            return Err(AuthError::Unauthenticated);
+        }
+        let revoked =
+            stores.sessions.delete_user_sessions(user, Some(auth.session.key.hash)).await?;
+        metrics::counter!("auth_sessions_revoked_total", "reason" => "password_change")
+            .increment(revoked);
+        Ok(revoked)
+    }
+
+    /// Mails a password reset link to a known, verified address (older links stop
+    /// working). Answers `Ok(())` in every case.
+    pub async fn forgot_password(&self, email: &str) -> Result<(), AuthError> {
+        let email = normalize_email(email)?;
+        // Drawn before the lookup so that known and unknown addresses do the same work.
+        let token = VerificationToken::generate().map_err(AuthError::internal)?;
+        let stores = self.stores();
+        if let Some(credentials) = stores.accounts.credentials_by_email(&email).await? {
+            let user = credentials.user;
+            if user.email_verified {
+                stores.verifications.delete_verifications(user.id, Purpose::PasswordReset).await?;
+                self.store_and_mail(token, user.id, &user.email, Purpose::PasswordReset).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes a reset token, sets the new password and ends every session of the user.
+    /// The password is checked first, so a weak one does not burn the token.
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
+        let token = VerificationToken::parse(token).map_err(|_| AuthError::InvalidToken)?;
+        check_policy(&self.inner.config.password, "new_password", new_password)?;
+        let stores = self.stores();
+        let verification = stores
+            .verifications
+            .consume(&token.hash(), Purpose::PasswordReset)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let user = verification.user;
+        // The link proves control of the address it was sent to, not of a later one.
+        match stores.accounts.credentials_by_id(user).await? {
+            Some(c) if c.user.email == verification.identifier => {}
+            _ => return Err(AuthError::InvalidToken),
+        }
+        let hash = self.inner.hasher.hash(new_password.to_owned()).await?;
+        if !stores.accounts.set_password_hash(user, &hash).await? {
+            return Err(AuthError::InvalidToken);
+        }
+        let revoked = stores.sessions.delete_user_sessions(user, None).await?;
+        metrics::counter!("auth_sessions_revoked_total", "reason" => "password_reset")
+            .increment(revoked);
+        stores.verifications.delete_verifications(user, Purpose::PasswordReset).await?;
+        self.invalidate_user(user).await;
+        Ok(())
+    }
+
+    /// Ends every session of `user` (administration); returns how many were ended.
+    pub async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, AuthError> {
+        let revoked = self.stores().sessions.delete_user_sessions(user, None).await?;
+        metrics::counter!("auth_sessions_revoked_total", "reason" => "admin").increment(revoked);
+        Ok(revoked)
+    }
+
+    /// Drops cached copies of a profile after its authoritative row changed. The change
+    /// is already durable; a cache that cannot be reached serves the old profile until its
+    /// TTL, which is logged rather than turned into a failure of the flow.
+    async fn invalidate_user(&self, user: UserId) {
+        if let Err(e) = self.stores().users.invalidate_user(user).await {
+            tracing::warn!(user = %user, error = %e, "could not invalidate the cached profile");
+        }
+    }
+
+    /// Draws a token, stores its hash and mails the link.
+    async fn start_verification(
+        &self,
+        user: UserId,
+        email: &str,
+        purpose: Purpose,
+    ) -> Result<(), AuthError> {
+        let token = VerificationToken::generate().map_err(AuthError::internal)?;
+        self.store_and_mail(token, user, email, purpose).await
+    }
+
+    async fn store_and_mail(
+        &self,
+        token: VerificationToken,
+        user: UserId,
+        email: &str,
+        purpose: Purpose,
+    ) -> Result<(), AuthError> {
+        let now = self.now();
+        let ttl = match purpose {
+            Purpose::EmailVerification => self.inner.config.email_verification_ttl,
+            Purpose::PasswordReset => self.inner.config.password_reset_ttl,
+        };
+        let verification = Verification {
+            hash: token.hash(),
+            purpose,
+            user,
+            identifier: email.to_owned(),
+            created_at: now,
+            expires_at: now + ttl,
+        };
+        self.stores().verifications.put_verification(&verification).await?;
+        let mail = match purpose {
+            Purpose::EmailVerification => verification_mail(&self.inner.base_url, email, &token),
+            Purpose::PasswordReset => reset_mail(&self.inner.base_url, email, &token),
+        };
+        self.spawn_mail(mail);
+        Ok(())
+    }
+
+    /// Sends in the background, so that the answer neither waits for the mail server nor
+    /// tells by its timing whether a mail was sent.
+    fn spawn_mail(&self, mail: OutgoingMail) {
+        let mailer = Arc::clone(&self.inner.mailer);
+        tokio::spawn(async move {
+            let kind = mail.kind;
+            if let Err(e) = mailer.send(mail).await {
+                metrics::counter!("auth_mail_failures_total", "kind" => kind.as_str()).increment(1);
+                tracing::error!(kind = kind.as_str(), error = %e, "mail not sent");
+            }
+        });
+    }
+}
+
+fn check_config(config: &AuthConfig) -> Result<(), AuthError> {
+    let fail = |msg: &str| Err(AuthError::Config(msg.to_owned()));
+    let zero = chrono::Duration::zero();
+    if config.session_idle <= zero || config.session_absolute <= zero {
+        return fail("session_idle and session_absolute must be positive");
+    }
+    if config.session_update_age < zero || config.session_update_age >= config.session_idle {
+        return fail("session_update_age must be at least zero and less than session_idle");
+    }
+    if config.email_verification_ttl <= zero || config.password_reset_ttl <= zero {
+        return fail("token lifetimes must be positive");
+    }
+    if config.password.min_chars == 0 || config.password.min_chars > config.password.max_chars {
+        return fail("password.min_chars must be between 1 and password.max_chars");
+    }
+    if config.password.max_chars < 128 {
+        return fail("password.max_chars must be at least 128");
+    }
+    let url = config.public_base_url.as_str();
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    if rest.is_none_or(|host| host.is_empty() || host.contains(['#', '?', ' '])) {
+        return fail("public_base_url must be an http(s) URL without query or fragment");
+    }
+    Ok(())
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn verification_mail(base_url: &str, to: &str, token: &VerificationToken) -> OutgoingMail {
+    let link = format!("{base_url}/verify-email#token={}", token.encode());
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Verify your email address".to_owned(),
+        text: format!(
+            "Welcome!\n\nOpen this link to verify your email address:\n\n{link}\n\n\
+             The link works once and expires soon. If you did not create an account, you \
+             can ignore this message.\n"
+        ),
+        kind: MailKind::EmailVerification,
+    }
+}
+
+fn reset_mail(base_url: &str, to: &str, token: &VerificationToken) -> OutgoingMail {
+    let link = format!("{base_url}/reset-password#token={}", token.encode());
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Reset your password".to_owned(),
+        text: format!(
+            "Someone asked to reset the password of your account.\n\nOpen this link to \
+             choose a new password:\n\n{link}\n\nThe link works once and expires soon. \
+             If you did not ask for it, you can ignore this message; your password is \
+             unchanged.\n"
+        ),
+        kind: MailKind::PasswordReset,
+    }
+}
+
+fn already_registered_mail(base_url: &str, to: String) -> OutgoingMail {
+    OutgoingMail {
+        to,
+        subject: "Someone tried to register with your address".to_owned(),
+        text: format!(
+            "Someone (perhaps you) tried to create an account with this email address, \
+             which already has one.\n\nIf it was you, sign in at {base_url} instead, or \
+             ask for a password reset there if you forgot your password. If it was not \
+             you, you can ignore this message.\n"
+        ),
+        kind: MailKind::AlreadyRegistered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("ééé", 0), "");
+    }
+
+    #[test]
+    fn links_carry_the_token_in_the_fragment() {
+        let token = VerificationToken::generate().unwrap();
+        let mail = verification_mail("https://a.example", "x@example.com", &token);
+        let link = format!("https://a.example/verify-email#token={}", token.encode());
+        assert!(mail.text.contains(&link));
+        assert!(!format!("{mail:?}").contains(&token.encode()));
+        let mail = reset_mail("https://a.example", "x@example.com", &token);
+        assert!(mail.text.contains(&format!("/reset-password#token={}", token.encode())));
+    }
+}
