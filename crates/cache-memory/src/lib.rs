@@ -21,6 +21,8 @@ mod fence;
 mod index;
 mod sessions;
 mod store;
+#[cfg(test)]
+mod tests;
 mod users;
 mod verifications;
 
