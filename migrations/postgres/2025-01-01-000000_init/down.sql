@@ -1,0 +1,4 @@
+DROP TABLE session_revocations;
+DROP TABLE verifications;
+DROP TABLE sessions;
+DROP TABLE users;
