@@ -1,1 +1,38 @@
-//! cache-redis (in progress).
+//! # cache-redis
+//!
+//! The Redis tier of tiered-auth, on fred: [`RedisStore`] implements the cache-core
+//! traits ([`SessionStore`](cache_core::SessionStore), [`UserCache`](cache_core::UserCache),
+//! [`VerificationStore`](cache_core::VerificationStore),
+//! [`RevocationSink`](cache_core::RevocationSink),
+//! [`ExpiredCleanup`](cache_core::ExpiredCleanup)) against a single Redis, a Cluster or
+//! a Sentinel-managed primary, chosen by the URL. [`InvalidationListener`] carries other
+//! instances' revocations to this instance's memory tier.
+//!
+//! - Keys hold token hashes only, under one prefix; everything about a user shares the
+//!   hash tag `{u:<id>}`, so each session operation is one atomic Lua script, also in a
+//!   Cluster (layout and scripts: `docs/redis.md`).
+//! - A revoked session cannot come back: single revokes leave tombstones, revoke-all
+//!   raises a per-user fence, and every write script checks both. After any connection
+//!   loss the store distrusts Redis (reads answer `Unavailable`) until the revocation
+//!   journal has been replayed into it.
+//! - Every command has a deadline (default 50 ms) and a bounded number of attempts;
+//!   wrap the store in [`cache_core::Breaker`] so a dead or paused Redis is skipped.
+//!
+//! Architecture invariant: time comes from the injected clock; Redis `TIME` is never
+//! used, and no `KEYS` command is ever sent.
+
+mod codec;
+mod config;
+mod error;
+mod impls;
+mod keys;
+mod listener;
+mod scripts;
+mod store;
+
+pub use fred;
+
+pub use config::RedisConfig;
+pub use impls::TIER;
+pub use listener::{InvalidationListener, InvalidationTarget};
+pub use store::{RedisInfo, RedisStore};

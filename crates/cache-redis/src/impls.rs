@@ -1,0 +1,419 @@
+//! The cache-core store traits for [`RedisStore`].
+
+use async_trait::async_trait;
+use cache_core::invalidation::Invalidation;
+use cache_core::{
+    Conflict, ExpiredCleanup, Purpose, Revocation, RevocationSink, Session, SessionKey,
+    SessionStore, StoreError, StoreResult, TokenHash, User, UserCache, UserId, Verification,
+    VerificationStore,
+};
+use chrono::{DateTime, Utc};
+use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SetsInterface};
+use fred::prelude::Value;
+use futures::StreamExt;
+
+use crate::codec::{self, micros, millis};
+use crate::error::RedisError;
+use crate::scripts::{is_noscript, queue_evalsha};
+use crate::store::{RedisStore, apply_revocations};
+
+/// The name every Redis store reports as its tier.
+pub const TIER: &str = "redis";
+
+/// Keys per pipeline in batch work (forget, delete verifications, clear).
+const BATCH: usize = 500;
+
+impl RedisStore {
+    fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// Session, index, fence and tombstone keys of one session: the KEYS of every
+    /// single-session script.
+    fn session_keys(&self, key: &SessionKey) -> Vec<String> {
+        let keys = &self.shared.keys;
+        vec![
+            keys.session(key.user, &key.hash),
+            keys.index(key.user),
+            keys.fence(key.user),
+            keys.tombstone(key.user, &key.hash),
+        ]
+    }
+
+    async fn write(&self, session: &Session, mode: &'static str) -> Result<i64, RedisError> {
+        let mut args: Vec<Value> =
+            vec![session.key.hash.to_hex().into(), micros(self.now()).into(), mode.into()];
+        args.extend(codec::session_args(session));
+        self.shared
+            .scripts
+            .write
+            .call(&self.shared.pool, self.session_keys(&session.key), args)
+            .await
+    }
+
+    /// Runs one script per item in a pipeline and sums the integer replies. A batch
+    /// that met a server without the scripts (restarted) is sent again after loading
+    /// them; every batch script is idempotent.
+    async fn pipelined_sum(
+        &self,
+        sha: &str,
+        calls: Vec<(Vec<String>, Vec<Value>)>,
+    ) -> Result<i64, RedisError> {
+        let mut total = 0;
+        for batch in calls.chunks(BATCH) {
+            let mut reloaded = false;
+            loop {
+                let pipeline = self.shared.pool.next().pipeline();
+                for (keys, args) in batch {
+                    queue_evalsha(&pipeline, sha, keys, args).await?;
+                }
+                let mut sum = 0;
+                let mut failure = None;
+                for result in pipeline.try_all::<i64>().await {
+                    match result {
+                        Ok(n) => sum += n,
+                        Err(e) => failure = failure.or(Some(e)),
+                    }
+                }
+                match failure {
+                    None => {
+                        total += sum;
+                        break;
+                    }
+                    Some(e) if is_noscript(&e) && !reloaded => {
+                        self.shared.scripts.load_all(&self.shared.pool).await?;
+                        reloaded = true;
+                    }
+                    Some(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn tier(&self) -> &'static str {
+        TIER
+    }
+
+    async fn create(&self, session: &Session) -> StoreResult<()> {
+        match self.write(session, "create").await? {
+            -1 => Err(StoreError::Conflict(Conflict::Exists)),
+            // 0: revoked (tombstone or fence) or already expired: refused silently, as
+            // the contract asks of a cache.
+            _ => Ok(()),
+        }
+    }
+
+    async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
+        self.ensure_trusted()?;
+        let args: Vec<Value> = vec![key.hash.to_hex().into(), micros(self.now()).into()];
+        let reply: Value =
+            self.shared.scripts.get.call(&self.shared.pool, self.session_keys(key), args).await?;
+        Ok(codec::optional_session(*key, reply)?)
+    }
+
+    async fn put(&self, session: &Session) -> StoreResult<bool> {
+        Ok(self.write(session, "put").await? == 1)
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        expected_version: i64,
+        new_expires_at: DateTime<Utc>,
+    ) -> StoreResult<Option<Session>> {
+        self.ensure_trusted()?;
+        let args: Vec<Value> = vec![
+            key.hash.to_hex().into(),
+            micros(self.now()).into(),
+            expected_version.to_string().into(),
+            micros(new_expires_at).into(),
+        ];
+        let reply: Value = self
+            .shared
+            .scripts
+            .extend
+            .call(&self.shared.pool, self.session_keys(key), args)
+            .await?;
+        match reply {
+            Value::Integer(-1) => Err(StoreError::Conflict(Conflict::Version)),
+            reply => Ok(codec::optional_session(*key, reply)?),
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+        let now = self.now();
+        let message = Invalidation::Revoked(Revocation::Session { key: *key, at: now }).encode();
+        let args: Vec<Value> = vec![
+            key.hash.to_hex().into(),
+            micros(now).into(),
+            millis(self.shared.config.fence_ttl).into(),
+            self.shared.keys.channel().into(),
+            message.into(),
+        ];
+        let deleted: i64 = self
+            .shared
+            .scripts
+            .delete
+            .call(&self.shared.pool, self.session_keys(key), args)
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn delete_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<TokenHash>,
+    ) -> StoreResult<u64> {
+        let now = self.now();
+        let message = Invalidation::Revoked(Revocation::AllOfUser { user, keep, at: now }).encode();
+        let keys = &self.shared.keys;
+        let args: Vec<Value> = vec![
+            keys.user_base(user).into(),
+            keep.map(|k| k.to_hex()).unwrap_or_default().into(),
+            micros(now).into(),
+            micros(now).into(),
+            millis(self.shared.config.fence_ttl).into(),
+            keys.channel().into(),
+            message.into(),
+        ];
+        let deleted: i64 = self
+            .shared
+            .scripts
+            .revoke_all
+            .call(&self.shared.pool, vec![keys.index(user), keys.fence(user)], args)
+            .await?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
+    async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
+        self.ensure_trusted()?;
+        let keys = &self.shared.keys;
+        let args: Vec<Value> = vec![keys.user_base(user).into(), micros(self.now()).into()];
+        let reply: Value = self
+            .shared
+            .scripts
+            .list
+            .call(&self.shared.pool, vec![keys.index(user), keys.fence(user)], args)
+            .await?;
+        let mut sessions = codec::session_list(user, reply)?;
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.renewed_at));
+        Ok(sessions)
+    }
+}
+
+#[async_trait]
+impl UserCache for RedisStore {
+    fn tier(&self) -> &'static str {
+        TIER
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
+        self.ensure_trusted()?;
+        let fields: Vec<Value> = self
+            .shared
+            .pool
+            .hmget(self.shared.keys.user(id), vec!["id", "name", "email", "ev", "c"])
+            .await
+            .map_err(RedisError::from)?;
+        Ok(codec::user_from_fields(&fields)?)
+    }
+
+    async fn put_user(&self, user: &User) -> StoreResult<()> {
+        let mut args: Vec<Value> = vec![millis(self.shared.config.user_ttl).into()];
+        args.extend(codec::user_args(user));
+        let _: i64 = self
+            .shared
+            .scripts
+            .put_user
+            .call(&self.shared.pool, vec![self.shared.keys.user(user.id)], args)
+            .await?;
+        Ok(())
+    }
+
+    async fn invalidate_user(&self, id: UserId) -> StoreResult<()> {
+        let args: Vec<Value> =
+            vec![self.shared.keys.channel().into(), Invalidation::User(id).encode().into()];
+        let _: i64 = self
+            .shared
+            .scripts
+            .invalidate_user
+            .call(&self.shared.pool, vec![self.shared.keys.user(id)], args)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VerificationStore for RedisStore {
+    fn tier(&self) -> &'static str {
+        TIER
+    }
+
+    async fn put_verification(&self, verification: &Verification) -> StoreResult<()> {
+        let remaining = (verification.expires_at - self.now()).to_std().unwrap_or_default();
+        if remaining.is_zero() {
+            return Ok(()); // Already expired: nothing a read could return.
+        }
+        let keys = &self.shared.keys;
+        let hex = verification.hash.to_hex();
+        let ttl = millis(remaining);
+        // The set first: a verification missing from it could not be superseded.
+        let set = keys.verification_set(verification.user, verification.purpose);
+        let _: i64 = self
+            .shared
+            .scripts
+            .add_to_set
+            .call(&self.shared.pool, vec![set], vec![hex.into(), ttl.clone().into()])
+            .await?;
+        let args: Vec<Value> = vec![
+            verification.purpose.as_str().into(),
+            micros(verification.expires_at).into(),
+            codec::verification_json(verification)?.into(),
+            ttl.into(),
+        ];
+        let _: i64 = self
+            .shared
+            .scripts
+            .put_verification
+            .call(&self.shared.pool, vec![keys.verification(&verification.hash)], args)
+            .await?;
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        purpose: Purpose,
+    ) -> StoreResult<Option<Verification>> {
+        self.ensure_trusted()?;
+        let keys = &self.shared.keys;
+        let args: Vec<Value> = vec![purpose.as_str().into(), micros(self.now()).into()];
+        let reply: Option<String> = self
+            .shared
+            .scripts
+            .consume
+            .call(&self.shared.pool, vec![keys.verification(hash)], args)
+            .await?;
+        let Some(json) = reply else { return Ok(None) };
+        let verification = codec::verification_from_json(&json)?;
+        // Housekeeping only: a stale set member is skipped by delete_verifications.
+        let set = keys.verification_set(verification.user, verification.purpose);
+        if let Err(e) = self.shared.pool.srem::<i64, _, _>(set, hash.to_hex()).await {
+            tracing::debug!(error = %e, "could not drop a consumed verification from its set");
+        }
+        Ok(Some(verification))
+    }
+
+    async fn delete_verifications(&self, user: UserId, purpose: Purpose) -> StoreResult<u64> {
+        let keys = &self.shared.keys;
+        let set = keys.verification_set(user, purpose);
+        let members: Vec<String> =
+            self.shared.pool.smembers(&set).await.map_err(RedisError::from)?;
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let now = micros(self.now());
+        let calls = members
+            .iter()
+            .filter_map(|m| TokenHash::from_hex(m))
+            .map(|h| {
+                (vec![keys.verification(&h)], vec![purpose.as_str().into(), now.clone().into()])
+            })
+            .collect();
+        let deleted =
+            self.pipelined_sum(self.shared.scripts.drop_verification.sha(), calls).await?;
+        // Remove exactly what was read: a verification added meanwhile stays findable.
+        let _: i64 = self.shared.pool.srem(&set, members).await.map_err(RedisError::from)?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl ExpiredCleanup for RedisStore {
+    /// Redis expires sessions by itself (every key's TTL is its remaining life), so
+    /// there is nothing to find here; the janitor deletes expired sessions from SQL and
+    /// hands their keys to [`ExpiredCleanup::forget_sessions`].
+    async fn delete_expired_sessions(&self, _limit: usize) -> StoreResult<Vec<SessionKey>> {
+        Ok(Vec::new())
+    }
+
+    /// Redis expires verifications by itself (TTL = remaining life).
+    async fn delete_expired_verifications(&self, _limit: usize) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    /// Drops the index entries (pipelined) of sessions found expired by another tier,
+    /// unless Redis still holds a live copy.
+    async fn forget_sessions(&self, keys: &[SessionKey]) -> StoreResult<()> {
+        let now = micros(self.now());
+        let names = &self.shared.keys;
+        let calls = keys
+            .iter()
+            .map(|k| {
+                (
+                    vec![names.session(k.user, &k.hash), names.index(k.user)],
+                    vec![k.hash.to_hex().into(), now.clone().into()],
+                )
+            })
+            .collect();
+        self.pipelined_sum(self.shared.scripts.forget.sha(), calls).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RevocationSink for RedisStore {
+    /// Writes tombstones and fences and deletes the covered sessions (pipelined);
+    /// publishes nothing (the revoking instance did).
+    async fn apply_revocations(&self, revocations: &[Revocation]) -> StoreResult<()> {
+        apply_revocations(&self.shared, revocations).await
+    }
+
+    /// Deletes every cached session, index, user and verification under the prefix
+    /// (found with `SCAN`, on every primary of a Cluster). Fences and tombstones stay:
+    /// they are revocation knowledge, not cache, and dropping them could let a stale
+    /// copy in another tier be written back.
+    async fn clear(&self) -> StoreResult<()> {
+        let pattern = format!("{}*", glob_escape(self.shared.keys.prefix()));
+        let client = self.shared.pool.next();
+        let mut stream = if client.is_clustered() {
+            client.scan_cluster_buffered(pattern, Some(1000), None).boxed()
+        } else {
+            client.scan_buffered(pattern, Some(1000), None).boxed()
+        };
+        let mut doomed = Vec::new();
+        while let Some(key) = stream.next().await {
+            let key = key.map_err(RedisError::from)?;
+            let Some(name) = key.as_str() else { continue };
+            if !(name.ends_with(":fence") || name.contains("}:t:")) {
+                doomed.push(name.to_owned());
+            }
+        }
+        for batch in doomed.chunks(BATCH) {
+            let pipeline = client.pipeline();
+            for key in batch {
+                let _: () = pipeline.del(key.as_str()).await.map_err(RedisError::from)?;
+            }
+            if let Some(Err(e)) = pipeline.try_all::<i64>().await.into_iter().find(Result::is_err) {
+                return Err(RedisError::from(e).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Escapes glob metacharacters for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

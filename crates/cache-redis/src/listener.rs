@@ -1,0 +1,172 @@
+//! [`InvalidationListener`]: applies other instances' revocations to this instance's
+//! memory tier, through Redis pub/sub.
+//!
+//! Pub/sub delivers at most once: a message published while the subscription connection
+//! is down is lost. So the listener flushes its target whenever that connection drops,
+//! whenever it is re-established (messages may have been published in between), and
+//! whenever it falls behind its buffer. In every case the memory tier's own TTL bounds
+//! how long a missed message could matter.
+
+use std::sync::Arc;
+
+use cache_core::invalidation::Invalidation;
+use cache_core::{RevocationSink, StoreError, UserCache};
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use crate::config::RedisConfig;
+use crate::error::RedisError;
+use crate::keys::Keys;
+
+/// What the listener feeds: a tier that can drop revoked sessions and stale users.
+pub trait InvalidationTarget: RevocationSink + UserCache {}
+
+impl<T: RevocationSink + UserCache + ?Sized> InvalidationTarget for T {}
+
+/// Subscribes to the invalidation channel and applies its messages to a target (the local
+/// memory tier). Messages published by this instance itself are applied too, which is
+/// harmless. Stops on drop or with [`InvalidationListener::stop`].
+pub struct InvalidationListener {
+    client: Client,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for InvalidationListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvalidationListener").finish_non_exhaustive()
+    }
+}
+
+impl InvalidationListener {
+    /// Connects a dedicated client (in the background, like [`crate::RedisStore`]) and
+    /// starts applying messages to `target`. Fails only on an invalid configuration;
+    /// waits at most `connect_timeout` for the first subscription.
+    pub async fn spawn(
+        config: &RedisConfig,
+        target: Arc<dyn InvalidationTarget>,
+    ) -> Result<Self, StoreError> {
+        let client = config.builder()?.build().map_err(RedisError::from)?;
+        let channel = Keys::new(&config.key_prefix).channel().to_owned();
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        // Receivers first, so that neither the first connection nor a message is missed.
+        let task = tokio::spawn(run(
+            client.clone(),
+            client.message_rx(),
+            client.reconnect_rx(),
+            client.error_rx(),
+            channel,
+            target,
+            subscribed_tx,
+        ));
+        drop(client.connect());
+        let _ = tokio::time::timeout(config.connect_timeout, subscribed_rx).await;
+        Ok(Self { client, task })
+    }
+
+    /// Unsubscribes and closes the connection.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.client.quit().await;
+    }
+}
+
+impl Drop for InvalidationListener {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = client.quit().await;
+            });
+        }
+    }
+}
+
+async fn flush(target: &dyn InvalidationTarget, why: &'static str) {
+    if let Err(error) = target.clear().await {
+        tracing::warn!(%error, why, "could not flush the memory tier");
+    }
+}
+
+async fn run(
+    client: Client,
+    mut messages: tokio::sync::broadcast::Receiver<fred::types::Message>,
+    mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    mut errors: tokio::sync::broadcast::Receiver<(
+        fred::error::Error,
+        Option<fred::types::config::Server>,
+    )>,
+    channel: String,
+    target: Arc<dyn InvalidationTarget>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut subscribed = Some(subscribed);
+    let mut connected = false;
+    loop {
+        tokio::select! {
+            // Messages first: a burst is applied before a reconnect flushes anyway.
+            biased;
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    if message.channel != channel.as_str() {
+                        continue;
+                    }
+                    let Some(text) = message.value.as_str().map(|s| s.into_owned()) else { continue };
+                    match Invalidation::decode(&text) {
+                        Some(Invalidation::Revoked(revocation)) => {
+                            if let Err(error) = target.apply_revocations(&[revocation]).await {
+                                tracing::warn!(%error, "could not apply a revocation; flushing");
+                                flush(&*target, "apply failed").await;
+                            }
+                        }
+                        Some(Invalidation::User(user)) => {
+                            if let Err(error) = target.invalidate_user(user).await {
+                                tracing::warn!(%error, "could not drop a user; flushing");
+                                flush(&*target, "invalidate failed").await;
+                            }
+                        }
+                        None => tracing::debug!("ignored a malformed invalidation message"),
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "invalidation listener fell behind; flushing the memory tier");
+                    flush(&*target, "lagged").await;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            event = reconnects.recv() => match event {
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    // Subscriptions do not survive a new connection: subscribe again, then
+                    // flush what may have been missed while no subscription existed.
+                    if let Err(error) = client.subscribe(channel.as_str()).await {
+                        tracing::warn!(%error, "invalidation subscribe failed; will retry on reconnect");
+                        flush(&*target, "subscribe failed").await;
+                        continue;
+                    }
+                    flush(&*target, "resubscribed").await;
+                    if let Some(tx) = subscribed.take() {
+                        let _ = tx.send(());
+                        tracing::info!("listening for invalidations");
+                    } else {
+                        tracing::info!("invalidation channel back; memory tier flushed");
+                    }
+                    connected = true;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            event = errors.recv() => match event {
+                Ok((error, _)) => {
+                    if connected {
+                        tracing::warn!(%error, "invalidation channel lost; memory tier flushed");
+                    }
+                    connected = false;
+                    flush(&*target, "connection lost").await;
+                }
+                Err(RecvError::Lagged(_)) => flush(&*target, "lagged").await,
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The Lua scripts. Each session operation is one script, so it is atomic with respect to
+//! every other operation on the same user (they all touch one hash slot), in a Cluster as
+//! on a single server.
+//!
+//! Conventions: times are integer microseconds passed as decimal strings (exact in Lua's
+//! doubles until the year 2255) and compared with `tonumber`; they are never formatted
+//! back from Lua numbers, whose `tostring` switches to exponent notation. "Now" is always
+//! an argument taken from the injected clock, never Redis `TIME`, so expiry decisions
+//! match the other tiers' (and a test's `ManualClock`).
+
+use fred::clients::{Client, Pipeline, Pool};
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::prelude::{FromValue, Value};
+use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand};
+use fred::util::redis_keyslot;
+
+use crate::error::RedisError;
+
+/// Helpers shared by the session scripts.
+const PRELUDE: &str = r"
+local function num(s) return tonumber(s) end
+-- A single revoke left a tombstone, or a revoke-all at `at` covers sessions created at
+-- or before it, except the one it kept.
+local function covered(fence, tomb, hex, created)
+  if redis.call('EXISTS', tomb) == 1 then return true end
+  local f = redis.call('HMGET', fence, 'at', 'keep')
+  return f[1] ~= false and num(created) <= num(f[1]) and f[2] ~= hex
+end
+-- Milliseconds from now to expiry, at least 1 (PX needs a positive integer).
+local function ttl_ms(expiry, now)
+  local ms = math.ceil((num(expiry) - num(now)) / 1000)
+  if ms < 1 then return 1 end
+  return ms
+end
+-- Drops expired index entries and lets the index expire with its last session.
+local function trim(idx, now)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+  local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIRE', idx, ttl_ms(top[2], now)) end
+end
+local function read(s) return redis.call('HMGET', s, 'c', 'r', 'e', 'a', 'v', 'ua', 'ip') end
+local function live(f, now) return num(now) < num(f[3]) and num(now) < num(f[4]) end
+";
+
+/// create / put. KEYS: session, index, fence, tombstone. ARGV: hash, now, mode
+/// (`create`|`put`), created, renewed, expires, absolute, version, ua, ip (optional
+/// fields as `0` or `1<value>`). Returns 1 stored, 0 refused, -1 exists (create).
+const WRITE: &str = r"
+local s, idx, fence, tomb = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local hex, now, create = ARGV[1], ARGV[2], ARGV[3] == 'create'
+if covered(fence, tomb, hex, ARGV[4]) then return 0 end
+local cur = read(s)
+if cur[1] and live(cur, now) then
+  if create then return -1 end
+  if num(cur[5]) >= num(ARGV[8]) then return 0 end
+end
+local expiry = ARGV[6]
+if num(ARGV[7]) < num(expiry) then expiry = ARGV[7] end
+if num(now) >= num(expiry) then return 0 end
+redis.call('DEL', s)
+redis.call('HSET', s, 'c', ARGV[4], 'r', ARGV[5], 'e', ARGV[6], 'a', ARGV[7], 'v', ARGV[8])
+if string.sub(ARGV[9], 1, 1) == '1' then redis.call('HSET', s, 'ua', string.sub(ARGV[9], 2)) end
+if string.sub(ARGV[10], 1, 1) == '1' then redis.call('HSET', s, 'ip', string.sub(ARGV[10], 2)) end
+redis.call('PEXPIRE', s, ttl_ms(expiry, now))
+redis.call('ZADD', idx, expiry, hex)
+trim(idx, now)
+return 1
+";
+
+/// get. KEYS: session, index, fence, tombstone. ARGV: hash, now. Returns the fields or
+/// nil; a covered or expired session is deleted on the way.
+const GET: &str = r"
+local f = read(KEYS[1])
+if not f[1] then return false end
+if not live(f, ARGV[2]) or covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return false
+end
+return f
+";
+
+/// extend. KEYS: session, index, fence, tombstone. ARGV: hash, now, expected version,
+/// new expiry. Returns the new fields, nil (gone), or -1 (version conflict).
+const EXTEND: &str = r"
+local f = read(KEYS[1])
+if not f[1] then return false end
+if not live(f, ARGV[2]) or covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return false
+end
+if num(f[5]) ~= num(ARGV[3]) then return -1 end
+local e = ARGV[4]
+if num(f[4]) < num(e) then e = f[4] end
+local v = string.format('%d', num(f[5]) + 1)
+redis.call('HSET', KEYS[1], 'e', e, 'r', ARGV[2], 'v', v)
+redis.call('PEXPIRE', KEYS[1], ttl_ms(e, ARGV[2]))
+redis.call('ZADD', KEYS[2], e, ARGV[1])
+trim(KEYS[2], ARGV[2])
+f[2] = ARGV[2]
+f[3] = e
+f[5] = v
+return f
+";
+
+/// delete (and replayed single revocations). KEYS: session, index, fence, tombstone.
+/// ARGV: hash, now, tombstone TTL ms, channel, message (empty: do not publish).
+/// Returns 1 when a live session was deleted.
+const DELETE: &str = r"
+local f = read(KEYS[1])
+local present = 0
+local ttl = num(ARGV[3])
+if f[1] then
+  if live(f, ARGV[2]) and not covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then present = 1 end
+  -- The tombstone need not outlive the session's absolute expiry.
+  local rest = ttl_ms(f[4], ARGV[2])
+  if rest < ttl then ttl = rest end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[4], '1', 'PX', ttl)
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return present
+";
+
+/// delete_user_sessions (and replayed revoke-alls). KEYS: index, fence. ARGV: user key
+/// base, kept hash (or empty), revocation time, now, fence TTL ms, channel, message.
+/// Raises the fence (never lowers it), deletes every indexed session it covers and
+/// returns how many of them were live.
+const REVOKE_ALL: &str = r"
+local idx, fence, base, keep, at, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local cur = redis.call('HGET', fence, 'at')
+if not cur or num(cur) <= num(at) then
+  redis.call('HSET', fence, 'at', at, 'keep', keep)
+end
+if redis.call('PTTL', fence) < num(ARGV[5]) then redis.call('PEXPIRE', fence, ARGV[5]) end
+local n = 0
+for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+  if m ~= keep then
+    local s = base .. 's:' .. m
+    local f = redis.call('HMGET', s, 'c', 'e', 'a')
+    if not f[1] then
+      redis.call('ZREM', idx, m)
+    elseif num(f[1]) <= num(at) then
+      if num(now) < num(f[2]) and num(now) < num(f[3]) then n = n + 1 end
+      redis.call('DEL', s)
+      redis.call('ZREM', idx, m)
+    end
+  end
+end
+trim(idx, now)
+if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+return n
+";
+
+/// list_user_sessions. KEYS: index, fence. ARGV: user key base, now. Returns
+/// `[hash, fields, hash, fields, …]` of the live sessions; drops dead index entries.
+const LIST: &str = r"
+local idx, fence, base, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
+local out = {}
+for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+  local s = base .. 's:' .. m
+  local f = read(s)
+  if not f[1] then
+    redis.call('ZREM', idx, m)
+  elseif not live(f, now) or covered(fence, base .. 't:' .. m, m, f[1]) then
+    redis.call('DEL', s)
+    redis.call('ZREM', idx, m)
+  else
+    out[#out + 1] = m
+    out[#out + 1] = f
+  end
+end
+return out
+";
+
+/// forget_sessions. KEYS: session, index. ARGV: hash, now. Drops the index entry (and
+/// the key) unless Redis holds a live copy.
+const FORGET: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'e', 'a')
+if f[1] and num(ARGV[2]) < num(f[1]) and num(ARGV[2]) < num(f[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+";
+
+/// put_user. KEYS: user. ARGV: TTL ms, id, name, email, verified (0/1), created.
+const PUT_USER: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[2], 'name', ARGV[3], 'email', ARGV[4], 'ev', ARGV[5], 'c', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+/// invalidate_user. KEYS: user. ARGV: channel, message.
+const INVALIDATE_USER: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+";
+
+/// Adds a hash to a user's verification set. KEYS: set. ARGV: hash, TTL ms. The set
+/// lives as long as its longest-lived member.
+const ADD_TO_SET: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < num(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
+/// put_verification. KEYS: verification. ARGV: purpose, expiry, JSON, TTL ms.
+const PUT_VERIFICATION: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'p', ARGV[1], 'e', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// consume. KEYS: verification. ARGV: purpose, now. Single use: the first caller deletes
+/// the key and gets the JSON; another purpose leaves it alone; an expired one is dropped.
+const CONSUME: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'p', 'e', 'd')
+if not f[1] or f[1] ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+if num(ARGV[2]) >= num(f[2]) then return false end
+return f[3]
+";
+
+/// One verification of delete_verifications. KEYS: verification. ARGV: purpose, now.
+/// Returns 1 when a live one was deleted.
+const DROP_VERIFICATION: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'p', 'e')
+if not f[1] or f[1] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if num(ARGV[2]) < num(f[2]) then return 1 end
+return 0
+";
+
+/// One script, called by SHA with a reload when the server lost its script cache (a
+/// restarted Redis, a new Cluster node).
+pub(crate) struct Lua {
+    script: Script,
+}
+
+impl Lua {
+    fn new(body: &str) -> Self {
+        Self { script: Script::from_lua(format!("{PRELUDE}\n{body}")) }
+    }
+
+    /// The script's SHA-1.
+    pub(crate) fn sha(&self) -> &str {
+        self.script.sha1()
+    }
+
+    /// Loads the script on every primary.
+    pub(crate) async fn load(&self, pool: &Pool) -> Result<(), RedisError> {
+        let lua = self.script.lua().cloned().ok_or(RedisError::Config("script without source"))?;
+        pool.next().script_load_cluster::<(), _>(lua).await?;
+        Ok(())
+    }
+
+    /// `EVALSHA`, loading the script and retrying once on `NOSCRIPT`.
+    pub(crate) async fn call<R: FromValue>(
+        &self,
+        pool: &Pool,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<R, RedisError> {
+        match pool.evalsha(self.sha(), keys.clone(), args.clone()).await {
+            Err(e) if is_noscript(&e) => {
+                self.load(pool).await?;
+                Ok(pool.evalsha(self.sha(), keys, args).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+/// Queues an `EVALSHA` on a pipeline. fred's pipelines lack the Lua interface, so this
+/// is a custom command routed by the hash slot of its first key.
+pub(crate) async fn queue_evalsha(
+    pipeline: &Pipeline<Client>,
+    sha: &str,
+    keys: &[String],
+    args: &[Value],
+) -> Result<(), fred::error::Error> {
+    let slot = keys.first().map(|k| redis_keyslot(k.as_bytes()));
+    let command = CustomCommand::new_static("EVALSHA", ClusterHash::from(slot), false);
+    let mut all: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+    all.push(sha.into());
+    all.push(i64::try_from(keys.len()).unwrap_or(i64::MAX).into());
+    all.extend(keys.iter().map(|k| Value::from(k.as_str())));
+    all.extend(args.iter().cloned());
+    pipeline.custom::<(), Value>(command, all).await
+}
+
+/// Whether fred's error is the server's `NOSCRIPT` (its script cache lacks the SHA).
+pub(crate) fn is_noscript(e: &fred::error::Error) -> bool {
+    e.details().starts_with("NOSCRIPT")
+}
+
+/// Every script the store uses.
+pub(crate) struct Scripts {
+    pub(crate) write: Lua,
+    pub(crate) get: Lua,
+    pub(crate) extend: Lua,
+    pub(crate) delete: Lua,
+    pub(crate) revoke_all: Lua,
+    pub(crate) list: Lua,
+    pub(crate) forget: Lua,
+    pub(crate) put_user: Lua,
+    pub(crate) invalidate_user: Lua,
+    pub(crate) add_to_set: Lua,
+    pub(crate) put_verification: Lua,
+    pub(crate) consume: Lua,
+    pub(crate) drop_verification: Lua,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            write: Lua::new(WRITE),
+            get: Lua::new(GET),
+            extend: Lua::new(EXTEND),
+            delete: Lua::new(DELETE),
+            revoke_all: Lua::new(REVOKE_ALL),
+            list: Lua::new(LIST),
+            forget: Lua::new(FORGET),
+            put_user: Lua::new(PUT_USER),
+            invalidate_user: Lua::new(INVALIDATE_USER),
+            add_to_set: Lua::new(ADD_TO_SET),
+            put_verification: Lua::new(PUT_VERIFICATION),
+            consume: Lua::new(CONSUME),
+            drop_verification: Lua::new(DROP_VERIFICATION),
+        }
+    }
+
+    fn all(&self) -> [&Lua; 13] {
+        [
+            &self.write,
+            &self.get,
+            &self.extend,
+            &self.delete,
+            &self.revoke_all,
+            &self.list,
+            &self.forget,
+            &self.put_user,
+            &self.invalidate_user,
+            &self.add_to_set,
+            &self.put_verification,
+            &self.consume,
+            &self.drop_verification,
+        ]
+    }
+
+    /// Loads every script on every primary (after a (re)connect, before pipelines that
+    /// cannot reload a single command).
+    pub(crate) async fn load_all(&self, pool: &Pool) -> Result<(), RedisError> {
+        for lua in self.all() {
+            lua.load(pool).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! Shared helpers of the cache-redis tests: store configs with a unique key prefix, and
+//! redis-server processes (single or a 3-master Cluster) on free loopback ports.
+//!
+//! Every process a test starts is killed when its guard is dropped, including on panic.
+//! As a second line of defence each one also gets a watchdog shell that kills it once
+//! the test binary has exited, so even a process held by a `static` (never dropped) or a
+//! test binary killed mid-run leaves nothing behind.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cache_core::UserId;
+use cache_redis::RedisConfig;
+
+/// A key prefix no other test (or run) uses.
+pub fn unique_prefix(tag: &str) -> String {
+    format!("test:{tag}:{}:", UserId::random().unwrap())
+}
+
+/// A config for tests: unique prefix, small pool, short-lived fences (the samples live a
+/// day at most), and a command timeout generous enough for a loaded 2-core machine, since
+/// conformance tests check behaviour, not latency.
+pub fn test_config(url: &str, tag: &str) -> RedisConfig {
+    RedisConfig {
+        url: url.to_owned(),
+        key_prefix: unique_prefix(tag),
+        command_timeout: Duration::from_secs(2),
+        pool_size: 2,
+        user_ttl: Duration::from_secs(3600),
+        fence_ttl: Duration::from_secs(26 * 3600),
+        ..RedisConfig::default()
+    }
+}
+
+/// A TCP port nothing listens on now (nor, for Cluster nodes, on port + 10000: the
+/// cluster bus).
+pub fn free_port(with_bus: bool) -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !with_bus {
+            return port;
+        }
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("cache-redis-{tag}-{}", UserId::random().unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills `pid` once this test process is gone.
+fn watchdog(pid: u32) -> Child {
+    let me = std::process::id();
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// One redis-server on a loopback port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    dir: TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server with no persistence unless `extra` asks for it; `dir` is its
+    /// working directory (RDB files go there).
+    pub fn start(tag: &str, extra: &[&str]) -> Self {
+        let port = free_port(false);
+        let dir = TempDir::new(tag);
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--daemonize".into(),
+            "no".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = Self { port, dir, args, child: None, watchdog: None };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.watchdog = Some(watchdog(child.id()));
+        self.child = Some(child);
+        wait_for_ping(self.port, Duration::from_secs(10));
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no shutdown, no save.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut dog) = self.watchdog.take() {
+            let _ = dog.kill();
+            let _ = dog.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (it loads `dump.rdb` from
+    /// there when one exists and `--dbfilename` is unchanged).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// SIGSTOP: the process keeps its sockets but answers nothing (a black hole).
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+
+    /// `redis-cli` against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A paused process must be resumed to die of anything but SIGKILL; SIGKILL works anyway.
+            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
+        }
+        self.kill9();
+    }
+}
+
+/// Runs `redis-cli -p port args…` and returns its stdout.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli on PATH");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// Synchronous on purpose: process management runs before the store exists (or on a
+// blocking thread), where a thread sleep is the honest way to wait.
+#[allow(clippy::disallowed_methods)]
+fn wait_for_ping(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cli(port, &["ping"]).trim() == "PONG" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} did not answer PING within {timeout:?}");
+}
+
+/// A Redis Cluster of 3 masters (no replicas) on free loopback ports, killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    #[allow(clippy::disallowed_methods)] // See `wait_for_ping`.
+    pub fn start() -> Self {
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let port = free_port(true);
+            let dir = TempDir::new(&format!("cluster{i}"));
+            let conf = dir.path().join("nodes.conf").display().to_string();
+            let args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &dir.path().display().to_string(),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let mut server = RedisServer { port, dir, args, child: None, watchdog: None };
+            server.spawn();
+            nodes.push(server);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = cli(nodes[0].port, &args);
+        assert!(out.contains("[OK]"), "cluster create failed: {out}");
+        let start = Instant::now();
+        loop {
+            let ok = nodes.iter().all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+            if ok {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "cluster never reached state ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { nodes }
+    }
+
+    /// fred's cluster URL naming every node.
+    pub fn url(&self) -> String {
+        let first = &self.nodes[0];
+        let others: Vec<String> =
+            self.nodes[1..].iter().map(|n| format!("node=127.0.0.1:{}", n.port)).collect();
+        format!("redis-cluster://127.0.0.1:{}?{}", first.port, others.join("&"))
+    }
+}
