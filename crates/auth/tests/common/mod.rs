@@ -129,6 +129,9 @@ impl Mailer for ChannelMailer {
 /// A service and everything around it.
 pub struct Harness {
     pub auth: AuthService,
+    pub stores: Stores,
+    pub config: AuthConfig,
+    pub mailer: Arc<ChannelMailer>,
     pub clock: Arc<ManualClock>,
     pub memory: Arc<MemoryStore>,
     pub accounts: Arc<TestAccounts>,
@@ -171,14 +174,29 @@ impl Harness {
             accounts: accounts.clone(),
         };
         let (tx, mail) = mpsc::unbounded_channel();
+        let mailer = Arc::new(ChannelMailer(tx));
         let auth = AuthService::new_insecure_for_tests(
-            config,
-            stores,
-            Arc::new(ChannelMailer(tx)),
+            config.clone(),
+            stores.clone(),
+            mailer.clone(),
             clock.clone(),
         )
         .unwrap();
-        Self { auth, clock, memory, accounts, mail }
+        Self { auth, stores, config, mailer, clock, memory, accounts, mail }
+    }
+
+    /// Another service over the same stores, clock and mailer, except what `edit`
+    /// replaces (a failing store, say).
+    pub fn service_with(&self, edit: impl FnOnce(&mut Stores)) -> AuthService {
+        let mut stores = self.stores.clone();
+        edit(&mut stores);
+        AuthService::new_insecure_for_tests(
+            self.config.clone(),
+            stores,
+            self.mailer.clone(),
+            self.clock.clone(),
+        )
+        .unwrap()
     }
 
     /// The next message sent (waits for the background send).
