@@ -13,8 +13,52 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cache_core::UserId;
-use cache_redis::RedisConfig;
+use std::sync::Arc;
+
+use cache_core::{Breaker, BreakerConfig, SharedClock, Tiered, UserId};
+use cache_memory::{MemoryConfig, MemoryStore};
+use cache_redis::{RedisConfig, RedisStore};
+use cache_sql::SqlStore;
+
+/// The production composition: memory, then Redis behind a breaker, then SQL.
+pub type Stack = Tiered<MemoryStore, Tiered<Breaker<RedisStore>, SqlStore>>;
+
+/// Composes a stack. Redis gets `sql` as its revocation journal (as in production) and
+/// is waited for until it has replayed it.
+pub async fn stack(memory: MemoryStore, redis: RedisStore, sql: SqlStore) -> Stack {
+    redis.set_journal(Arc::new(sql.clone()));
+    wait_trusted(&redis, Duration::from_secs(10)).await;
+    let redis = Breaker::new(redis, cache_redis::TIER, BreakerConfig::default());
+    Tiered::new(memory, Tiered::new(redis, sql))
+}
+
+/// A memory tier with the default settings.
+pub fn memory(clock: SharedClock) -> MemoryStore {
+    MemoryStore::new(MemoryConfig::default(), clock)
+}
+
+/// Waits until `redis` trusts its server (connected and journal replayed).
+pub async fn wait_trusted(redis: &RedisStore, timeout: Duration) {
+    let start = Instant::now();
+    while !redis.is_trusted() {
+        assert!(start.elapsed() < timeout, "redis store not trusted within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether tests may start their own redis-server (records a skip when not).
+pub fn redis_server_available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        cache_testkit::skip("redis-server is not on PATH");
+    }
+    found
+}
 
 /// A key prefix no other test (or run) uses.
 pub fn unique_prefix(tag: &str) -> String {
