@@ -1,0 +1,98 @@
+//! [`CurrentUser`]: an actix-web extractor that requires a valid session.
+//!
+//! Any actix-web app that shares the stores can use it: put an [`auth::AuthService`] in
+//! the app data as `web::Data<AuthService>` (and the deployment's
+//! [`CookiePolicy`] as `web::Data<CookiePolicy>`; without it the secure `__Host-session`
+//! cookie is expected), then take `CurrentUser` as a handler argument. A request without a
+//! valid session is answered `401 {"error":{"code":"unauthenticated",...}}` before the
+//! handler runs. `Option<CurrentUser>` makes the session optional.
+//!
+//! Validation includes sliding renewal. When [`crate::middleware::RequireSession`] already
+//! validated the request, the extractor reuses its result instead of asking the stores again.
+
+use std::future::{Ready, ready};
+use std::ops::Deref;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
+use auth::{AuthError, AuthService, Authenticated, ClientInfo};
+use futures::future::{Either, LocalBoxFuture};
+
+use crate::cookies::CookiePolicy;
+use crate::error::ApiError;
+
+/// The user and session of an authenticated request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Authenticated);
+
+impl CurrentUser {
+    /// The user's profile.
+    pub fn user(&self) -> &auth::User {
+        &self.0.user
+    }
+
+    /// The session making the request (after renewal, if it was renewed).
+    pub fn session(&self) -> &auth::Session {
+        &self.0.session
+    }
+
+    /// The validation result, as the flows take it.
+    pub fn authenticated(&self) -> &Authenticated {
+        &self.0
+    }
+
+    /// Validates the session cookie of `req`: the work behind the extractor and the
+    /// middleware. The result is also stored in the request's extensions.
+    pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
+        if let Some(found) = req.extensions().get::<CurrentUser>() {
+            return Ok(found.clone());
+        }
+        let service = req.app_data::<web::Data<AuthService>>().cloned().ok_or_else(|| {
+            ApiError::internal("CurrentUser needs web::Data<AuthService> in the app data")
+        })?;
+        let token = cookie_policy(req).read(req).ok_or(AuthError::Unauthenticated)?;
+        let found = CurrentUser(service.validate(&token, &client_info(req)).await?);
+        req.extensions_mut().insert(found.clone());
+        Ok(found)
+    }
+}
+
+impl Deref for CurrentUser {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        if let Some(found) = req.extensions().get::<CurrentUser>() {
+            return Either::Left(ready(Ok(found.clone())));
+        }
+        let req = req.clone();
+        Either::Right(Box::pin(async move { CurrentUser::authenticate(&req).await }))
+    }
+}
+
+/// The deployment's cookie policy from the app data, or the secure default.
+pub fn cookie_policy(req: &HttpRequest) -> CookiePolicy {
+    req.app_data::<web::Data<CookiePolicy>>().map(|p| *p.get_ref()).unwrap_or_default()
+}
+
+/// The client's user agent and address. The address is the TCP peer (a trusted-proxy
+/// policy for `X-Forwarded-For` is not configured yet).
+pub fn client_info(req: &HttpRequest) -> ClientInfo {
+    ClientInfo {
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ip: req.peer_addr().map(|a| a.ip()),
+    }
+}

@@ -1,0 +1,68 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi as _, ToSchema};
+
+use crate::health::{Readiness, ReadyReport};
+use crate::openapi::ApiDoc;
+
+/// The body of `GET /health/live`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LiveReport {
+    /// Always `ok`: the process answers.
+    pub status: String,
+}
+
+/// Liveness: the process is up and serving (no tier is asked).
+#[utoipa::path(
+    get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "The process answers", body = LiveReport))
+)]
+pub async fn live() -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(LiveReport { status: "ok".to_owned() })
+}
+
+/// Readiness: each tier's state. 200 when SQL answers (`ok`, or `degraded` when a cache
+/// tier is down), 503 when SQL does not.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready (`ok` or `degraded`)", body = ReadyReport),
+        (status = 503, description = "SQL is unavailable", body = ReadyReport),
+    )
+)]
+pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
+    let report = readiness.report().await;
+    let mut response = if report.status == "unavailable" {
+        HttpResponse::ServiceUnavailable()
+    } else {
+        HttpResponse::Ok()
+    };
+    no_store(&mut response).json(report)
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+    // Upkeep drains the histograms' buckets; doing it on scrape keeps them bounded without
+    // a background task.
+    handle.run_upkeep();
+    no_store(&mut HttpResponse::Ok())
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(handle.render())
+}
+
+/// The OpenAPI 3 document of this API.
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+fn no_store(response: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+}

@@ -1,0 +1,761 @@
+//! The one typed configuration of `authd`, layered with figment:
+//! built-in defaults, then a TOML file (`AUTHD_CONFIG`, else `./authd.toml` when present),
+//! then the conventional `DATABASE_URL` / `REDIS_URL`, then `AUTHD_*` variables (nested
+//! with `__`, e.g. `AUTHD_MEMORY__TTL_SECS=10`). Every key is documented in
+//! `docs/configuration.md`.
+//!
+//! The defaults are the embedded setup that runs on a fresh machine: SQLite under
+//! `./data/`, the memory tier on, Redis off, mail written to `./data/mail/`, plain-http
+//! cookies on 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use figment::providers::{Env, Format as _, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "AUTHD_CONFIG";
+/// Configuration file read when [`CONFIG_ENV`] is unset and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "authd.toml";
+
+/// Everything `authd` can be told. See `docs/configuration.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener.
+    pub server: ServerSettings,
+    /// Base URL of the service as its users reach it; mail links are built from it only
+    /// (never from a request's `Host` header).
+    pub public_base_url: String,
+    /// The authoritative SQL store.
+    pub database: DatabaseSettings,
+    /// The in-process memory tier.
+    pub memory: MemorySettings,
+    /// The Redis tier (off unless a URL is set).
+    pub redis: RedisSettings,
+    /// The session cookie.
+    pub cookie: CookieSettings,
+    /// Outgoing mail.
+    pub mail: MailSettings,
+    /// Session lifetimes, token TTLs, password policy and hashing cost.
+    pub auth: AuthSettings,
+    /// Log output.
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            database: DatabaseSettings::default(),
+            memory: MemorySettings::default(),
+            redis: RedisSettings::default(),
+            cookie: CookieSettings::default(),
+            mail: MailSettings::default(),
+            auth: AuthSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind (`host:port`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Number of actix-web worker threads; 0 means one per CPU.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// Largest accepted JSON request body, in bytes.
+    pub json_limit_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            shutdown_timeout_secs: 30,
+            json_limit_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The SQL store (the authority).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://...`, `sqlite://path` or `sqlite::memory:`. Also read from
+    /// `DATABASE_URL`. May hold a password, so it is a secret.
+    pub url: SecretString,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// How long to wait for a connection.
+    pub connect_timeout_ms: u64,
+    /// Deadline of one query.
+    pub query_timeout_ms: u64,
+    /// Run the embedded migrations at start-up.
+    pub migrate: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        let sql = cache_sql::SqlConfig::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            url: SecretString::from("sqlite://data/authd.db"),
+            pool_size: sql.pool_size,
+            connect_timeout_ms: ms(sql.connect_timeout),
+            query_timeout_ms: ms(sql.query_timeout),
+            migrate: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(secrecy::ExposeSecret::expose_secret(&self.url)))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("query_timeout_ms", &self.query_timeout_ms)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+/// The in-process memory tier (moka).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// Whether the memory tier is used at all.
+    pub enabled: bool,
+    /// Most entries kept (per kind: sessions, users, verifications).
+    pub max_entries: u64,
+    /// How long an entry may be served from memory before asking the tier below again.
+    /// This bounds how stale a revocation can be when an invalidation message is lost.
+    pub ttl_secs: u64,
+    /// How long a revocation is remembered, so that a late cache fill cannot revive the
+    /// session (must be at least `ttl_secs`).
+    pub fence_ttl_secs: u64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        let memory = cache_memory::MemoryConfig::default();
+        Self {
+            enabled: true,
+            max_entries: memory.max_entries,
+            ttl_secs: memory.ttl.as_secs(),
+            fence_ttl_secs: memory.fence_ttl.as_secs(),
+        }
+    }
+}
+
+/// The Redis tier.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://`, `rediss://`, `redis-cluster://` or `redis-sentinel://` URL; Redis is
+    /// off when unset. Also read from `REDIS_URL`. May hold a password.
+    pub url: Option<SecretString>,
+    /// Prefix of every key and channel (environment separation).
+    pub key_prefix: String,
+    /// Deadline of one Redis command; past it the tier is skipped for that request.
+    pub command_timeout_ms: u64,
+    /// Deadline of connecting (and of the first connection at start-up).
+    pub connect_timeout_ms: u64,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// How often an open breaker lets one probe through.
+    pub breaker_probe_interval_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        let redis = cache_redis::RedisConfig::default();
+        let breaker = cache_core::BreakerConfig::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            url: None,
+            key_prefix: redis.key_prefix,
+            command_timeout_ms: ms(redis.command_timeout),
+            connect_timeout_ms: ms(redis.connect_timeout),
+            pool_size: redis.pool_size,
+            breaker_failure_threshold: breaker.failure_threshold,
+            breaker_probe_interval_ms: ms(breaker.probe_interval),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_ref().map(|u| redact_url(secrecy::ExposeSecret::expose_secret(u)));
+        f.debug_struct("RedisSettings")
+            .field("url", &url)
+            .field("key_prefix", &self.key_prefix)
+            .field("command_timeout_ms", &self.command_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("pool_size", &self.pool_size)
+            .field("breaker_failure_threshold", &self.breaker_failure_threshold)
+            .field("breaker_probe_interval_ms", &self.breaker_probe_interval_ms)
+            .finish()
+    }
+}
+
+/// The session cookie.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CookieSettings {
+    /// `true`: cookie `__Host-session` with `Secure` (HTTPS only). `false` (the embedded
+    /// default, for plain-http local use): cookie `session` without `Secure`, and a warning
+    /// at start-up.
+    pub secure: bool,
+}
+
+
+/// Where mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTransport {
+    /// One `.eml` file per message in `mail.dir`, plus a log line.
+    File,
+    /// An SMTP server (`mail.smtp.*`).
+    Smtp,
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// `file` (default) or `smtp`.
+    pub transport: MailTransport,
+    /// Folder of the file transport.
+    pub dir: PathBuf,
+    /// The `From:` address.
+    pub from: String,
+    /// SMTP settings, used when `transport = "smtp"`.
+    pub smtp: SmtpSettings,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::File,
+            dir: PathBuf::from("data/mail"),
+            from: "tiered-auth <no-reply@localhost>".to_owned(),
+            smtp: SmtpSettings::default(),
+        }
+    }
+}
+
+/// Transport security of the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTlsMode {
+    /// Plain text (a local relay only).
+    None,
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+}
+
+/// SMTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Host name of the server.
+    pub host: String,
+    /// Port (587 for STARTTLS, 465 for TLS, 25 for a local relay).
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub tls: SmtpTlsMode,
+    /// Login user, if the server wants one.
+    pub username: Option<String>,
+    /// Login password.
+    pub password: Option<SecretString>,
+    /// Deadline of one SMTP exchange.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: 587,
+            tls: SmtpTlsMode::Starttls,
+            username: None,
+            password: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// Lifetimes, TTLs, password policy and argon2 cost; defaults from `auth::AuthConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Idle timeout: a session expires this long after its last renewal.
+    pub session_idle_secs: u64,
+    /// A session used this long after its last renewal is extended in place.
+    pub session_update_age_secs: u64,
+    /// Absolute lifetime of a session from login; never extended.
+    pub session_absolute_secs: u64,
+    /// Lifetime of an email verification link.
+    pub email_verification_ttl_secs: u64,
+    /// Lifetime of a password reset link.
+    pub password_reset_ttl_secs: u64,
+    /// Shortest accepted password, in characters.
+    pub password_min_chars: usize,
+    /// Longest accepted password, in characters (at least 128).
+    pub password_max_chars: usize,
+    /// argon2id memory cost in KiB (at least 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (at least 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (at least 1).
+    pub argon2_parallelism: u32,
+    /// Most password hashes computed at once; 0 means one per CPU.
+    pub hash_concurrency: usize,
+    /// User agents stored with a session are cut to this many bytes.
+    pub user_agent_max_len: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let d = auth::AuthConfig::default();
+        let secs = |d: chrono::Duration| u64::try_from(d.num_seconds()).unwrap_or(0);
+        Self {
+            session_idle_secs: secs(d.session_idle),
+            session_update_age_secs: secs(d.session_update_age),
+            session_absolute_secs: secs(d.session_absolute),
+            email_verification_ttl_secs: secs(d.email_verification_ttl),
+            password_reset_ttl_secs: secs(d.password_reset_ttl),
+            password_min_chars: d.password.min_chars,
+            password_max_chars: d.password.max_chars,
+            argon2_memory_kib: d.argon2.memory_kib,
+            argon2_iterations: d.argon2.iterations,
+            argon2_parallelism: d.argon2.parallelism,
+            hash_concurrency: 0,
+            user_agent_max_len: d.user_agent_max_len,
+        }
+    }
+}
+
+/// Log output format. The filter comes from `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text }
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the process environment and the configuration file, and
+    /// validates them.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::from_figment(Self::figment()?)
+    }
+
+    /// The layered sources, without extracting them: file (if any), then `DATABASE_URL` /
+    /// `REDIS_URL`, then `AUTHD_*`. Defaults come from `Default` (every struct is
+    /// `#[serde(default)]`).
+    pub fn figment() -> anyhow::Result<Figment> {
+        let mut figment = Figment::new();
+        match std::env::var_os(CONFIG_ENV) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                ensure!(
+                    path.is_file(),
+                    "{CONFIG_ENV} names {}, which is not a readable file",
+                    path.display()
+                );
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        for var in ["DATABASE_URL", "REDIS_URL"] {
+            if let Ok(value) = std::env::var(var) {
+                let key = if var == "DATABASE_URL" { "database.url" } else { "redis.url" };
+                figment = figment.merge(EnvVar::new(var, key, value));
+            }
+        }
+        for (key, value) in Env::prefixed("AUTHD_").ignore(&["CONFIG"]).split("__").iter() {
+            let name = format!("AUTHD_{}", key.as_str().replace('.', "__").to_ascii_uppercase());
+            figment = figment.merge(EnvVar::new(&name, key.as_str(), value));
+        }
+        Ok(figment)
+    }
+
+    /// Extracts and validates settings from `figment`.
+    pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
+        // Lossy: environment values are strings, and "30" or "true" must still fill a
+        // number or a flag.
+        let settings: Settings = figment.extract_lossy().context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: ranges, URL schemes and cross-field rules. The message
+    /// names the key at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret as _;
+
+        let base = self.public_base_url.trim_end_matches('/');
+        ensure!(
+            (base.starts_with("http://") || base.starts_with("https://"))
+                && base.len() > "https://".len()
+                && !base.contains(['?', '#', ' ']),
+            "public_base_url must be an absolute http(s) URL without query or fragment, got {:?}",
+            self.public_base_url
+        );
+        ensure!(self.server.json_limit_bytes >= 1024, "server.json_limit_bytes must be >= 1024");
+
+        let db = self.database.url.expose_secret();
+        ensure!(
+            db.starts_with("postgres://")
+                || db.starts_with("postgresql://")
+                || db.starts_with("sqlite:"),
+            "database.url must start with postgres://, postgresql:// or sqlite:, got {:?}",
+            redact_url(db)
+        );
+        ensure!(self.database.pool_size >= 1, "database.pool_size must be >= 1");
+        ensure!(self.database.query_timeout_ms >= 1, "database.query_timeout_ms must be >= 1");
+        ensure!(self.database.connect_timeout_ms >= 1, "database.connect_timeout_ms must be >= 1");
+
+        if self.memory.enabled {
+            ensure!(self.memory.max_entries >= 1, "memory.max_entries must be >= 1");
+            ensure!(self.memory.ttl_secs >= 1, "memory.ttl_secs must be >= 1");
+            ensure!(
+                self.memory.fence_ttl_secs >= self.memory.ttl_secs,
+                "memory.fence_ttl_secs must be >= memory.ttl_secs"
+            );
+        }
+
+        if let Some(url) = &self.redis.url {
+            let url = url.expose_secret();
+            ensure!(
+                ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"]
+                    .iter()
+                    .chain(&["redis-sentinel://", "rediss-sentinel://"])
+                    .any(|scheme| url.starts_with(scheme)),
+                "redis.url must be a redis://, rediss://, redis-cluster:// or redis-sentinel:// \
+                 URL, got {:?}",
+                redact_url(url)
+            );
+            ensure!(self.redis.command_timeout_ms >= 1, "redis.command_timeout_ms must be >= 1");
+            ensure!(self.redis.connect_timeout_ms >= 1, "redis.connect_timeout_ms must be >= 1");
+            ensure!(
+                !self.redis.key_prefix.contains(['{', '}']),
+                "redis.key_prefix must not contain '{{' or '}}'"
+            );
+            ensure!(self.redis.pool_size >= 1, "redis.pool_size must be >= 1");
+            ensure!(
+                self.redis.breaker_failure_threshold >= 1,
+                "redis.breaker_failure_threshold must be >= 1"
+            );
+        }
+
+        if self.mail.transport == MailTransport::Smtp {
+            ensure!(!self.mail.smtp.host.is_empty(), "mail.smtp.host must be set for smtp");
+            ensure!(self.mail.smtp.port != 0, "mail.smtp.port must not be 0");
+            if self.mail.smtp.password.is_some() && self.mail.smtp.username.is_none() {
+                bail!("mail.smtp.password is set but mail.smtp.username is not");
+            }
+        }
+        ensure!(self.mail.from.contains('@'), "mail.from must be an email address");
+
+        let a = &self.auth;
+        ensure!(a.session_idle_secs >= 1, "auth.session_idle_secs must be >= 1");
+        ensure!(
+            a.session_update_age_secs < a.session_idle_secs,
+            "auth.session_update_age_secs must be below auth.session_idle_secs"
+        );
+        ensure!(
+            a.session_absolute_secs >= a.session_idle_secs,
+            "auth.session_absolute_secs must be >= auth.session_idle_secs"
+        );
+        ensure!(
+            a.email_verification_ttl_secs >= 1,
+            "auth.email_verification_ttl_secs must be >= 1"
+        );
+        ensure!(a.password_reset_ttl_secs >= 1, "auth.password_reset_ttl_secs must be >= 1");
+        ensure!(a.password_min_chars >= 8, "auth.password_min_chars must be >= 8");
+        ensure!(a.password_max_chars >= 128, "auth.password_max_chars must be >= 128");
+        ensure!(
+            a.password_max_chars >= a.password_min_chars,
+            "auth.password_max_chars must be >= auth.password_min_chars"
+        );
+        let min = auth::Argon2Params::MINIMUM;
+        ensure!(
+            a.argon2_memory_kib >= min.memory_kib
+                && a.argon2_iterations >= min.iterations
+                && a.argon2_parallelism >= min.parallelism,
+            "auth.argon2_* must be at least memory_kib={}, iterations={}, parallelism={}",
+            min.memory_kib,
+            min.iterations,
+            min.parallelism
+        );
+        Ok(())
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn public_base_url(&self) -> &str {
+        self.public_base_url.trim_end_matches('/')
+    }
+
+    /// The flows' configuration.
+    pub fn auth_config(&self) -> auth::AuthConfig {
+        let a = &self.auth;
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+        let defaults = auth::AuthConfig::default();
+        auth::AuthConfig {
+            session_idle: secs(a.session_idle_secs),
+            session_update_age: secs(a.session_update_age_secs),
+            session_absolute: secs(a.session_absolute_secs),
+            email_verification_ttl: secs(a.email_verification_ttl_secs),
+            password_reset_ttl: secs(a.password_reset_ttl_secs),
+            password: auth::PasswordPolicy {
+                min_chars: a.password_min_chars,
+                max_chars: a.password_max_chars,
+            },
+            argon2: auth::Argon2Params {
+                memory_kib: a.argon2_memory_kib,
+                iterations: a.argon2_iterations,
+                parallelism: a.argon2_parallelism,
+            },
+            hash_concurrency: if a.hash_concurrency == 0 {
+                defaults.hash_concurrency
+            } else {
+                a.hash_concurrency
+            },
+            public_base_url: self.public_base_url().to_owned(),
+            user_agent_max_len: a.user_agent_max_len,
+        }
+    }
+
+    /// Graceful shutdown deadline.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_timeout_secs)
+    }
+}
+
+/// One environment variable, its value kept as the string it is. figment's own `Env`
+/// parses values, which would turn a password like `007` into the number 7; numbers and
+/// flags are recovered from strings by the lossy extraction instead.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: String,
+}
+
+impl EnvVar {
+    fn new(name: &str, key: &str, value: String) -> Self {
+        Self { name: name.to_owned(), key: key.to_owned(), value }
+    }
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = figment::util::nest(&self.key, Value::from(self.value.clone()))
+            .into_dict()
+            .unwrap_or_default();
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// A URL with any password (and any query string, which may carry one) replaced by
+/// `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((base, _)) => (base, "?***"),
+        None => (url, ""),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("{url}{query}");
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}{query}")
+        }
+        None => format!("{url}{query}"),
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+    use secrecy::ExposeSecret as _;
+
+    #[test]
+    fn defaults_are_the_embedded_setup_and_valid() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url.expose_secret(), "sqlite://data/authd.db");
+        assert!(s.memory.enabled);
+        assert_eq!(s.memory.max_entries, 100_000);
+        assert_eq!(s.memory.ttl_secs, 30);
+        assert!(s.redis.url.is_none());
+        assert_eq!(s.mail.transport, MailTransport::File);
+        assert_eq!(s.mail.dir, PathBuf::from("data/mail"));
+        assert!(!s.cookie.secure);
+        assert_eq!(s.public_base_url(), "http://127.0.0.1:8080");
+        let cfg = s.auth_config();
+        let d = auth::AuthConfig::default();
+        assert_eq!(cfg.session_idle, d.session_idle);
+        assert_eq!(cfg.session_absolute, d.session_absolute);
+        assert_eq!(cfg.argon2, d.argon2);
+    }
+
+    #[test]
+    fn file_then_conventional_env_then_authd_env() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "authd.toml",
+                r#"
+                public_base_url = "https://auth.example.com/"
+                [memory]
+                ttl_secs = 10
+                fence_ttl_secs = 20
+                [redis]
+                key_prefix = "file:"
+                [mail]
+                transport = "smtp"
+                [mail.smtp]
+                host = "smtp.example.com"
+                tls = "tls"
+                username = "mailer"
+                "#,
+            )?;
+            jail.set_env("DATABASE_URL", "postgres://app:pw@db/auth");
+            jail.set_env("REDIS_URL", "redis://127.0.0.1:6379");
+            jail.set_env("AUTHD_MEMORY__TTL_SECS", "5");
+            jail.set_env("AUTHD_REDIS__KEY_PREFIX", "env:");
+            jail.set_env("AUTHD_COOKIE__SECURE", "true");
+            jail.set_env("AUTHD_MAIL__SMTP__PASSWORD", "hunter2hunter2");
+            let s = Settings::from_figment(Settings::figment().unwrap()).unwrap();
+            assert_eq!(s.public_base_url(), "https://auth.example.com");
+            assert_eq!(s.memory.ttl_secs, 5);
+            assert_eq!(s.memory.fence_ttl_secs, 20);
+            assert_eq!(s.database.url.expose_secret(), "postgres://app:pw@db/auth");
+            assert_eq!(s.redis.url.as_ref().unwrap().expose_secret(), "redis://127.0.0.1:6379");
+            assert_eq!(s.redis.key_prefix, "env:");
+            assert!(s.cookie.secure);
+            assert_eq!(s.mail.transport, MailTransport::Smtp);
+            assert_eq!(s.mail.smtp.tls, SmtpTlsMode::Tls);
+            assert_eq!(s.mail.smtp.password.as_ref().unwrap().expose_secret(), "hunter2hunter2");
+            // Secrets never show up in Debug output.
+            let debug = format!("{s:?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(!debug.contains(":pw@"), "{debug}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn authd_config_names_the_file_and_a_missing_one_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("other.toml", "[server]\nlisten = \"127.0.0.1:0\"\n")?;
+            jail.set_env(CONFIG_ENV, "other.toml");
+            let s = Settings::load().unwrap();
+            assert_eq!(s.server.listen.port(), 0);
+            jail.set_env(CONFIG_ENV, "missing.toml");
+            let err = Settings::load().unwrap_err();
+            assert!(format!("{err:#}").contains("missing.toml"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_settings_are_clear_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("[memory]\nttl_secs = \"ten\"\n", "ttl_secs"),
+            ("[memory]\nttl_sec = 10\n", "ttl_sec"),
+            ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+            ("[redis]\nurl = \"http://x\"\n", "redis.url"),
+            ("[auth]\nargon2_memory_kib = 1024\n", "argon2"),
+            ("[auth]\npassword_max_chars = 64\n", "password_max_chars"),
+            ("public_base_url = \"example.com\"\n", "public_base_url"),
+            ("[server]\nlisten = \"nowhere\"\n", "listen"),
+        ];
+        for (toml, needle) in cases {
+            Jail::expect_with(|jail| {
+                jail.create_file("authd.toml", toml)?;
+                let err = Settings::load().unwrap_err();
+                let text = format!("{err:#}");
+                assert!(text.contains(needle), "{toml:?}: {text}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn numeric_looking_secrets_stay_strings() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AUTHD_MAIL__SMTP__USERNAME", "12345");
+            jail.set_env("AUTHD_MAIL__SMTP__PASSWORD", "007");
+            jail.set_env("AUTHD_REDIS__KEY_PREFIX", "1.50");
+            jail.set_env("AUTHD_SERVER__WORKERS", "3");
+            jail.set_env("AUTHD_MEMORY__ENABLED", "false");
+            let s = Settings::load().unwrap();
+            assert_eq!(s.mail.smtp.username.as_deref(), Some("12345"));
+            assert_eq!(s.mail.smtp.password.as_ref().unwrap().expose_secret(), "007");
+            assert_eq!(s.redis.key_prefix, "1.50");
+            assert_eq!(s.server.workers, 3);
+            assert!(!s.memory.enabled);
+            jail.set_env("AUTHD_SERVER__WORKERS", "many");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("AUTHD_SERVER__WORKERS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("redis://:secret@h"), "redis://:***@h");
+        assert_eq!(redact_url("sqlite://data/a.db"), "sqlite://data/a.db");
+        assert_eq!(redact_url("redis://h/0?password=x"), "redis://h/0?***");
+    }
+}

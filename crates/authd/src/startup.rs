@@ -1,0 +1,319 @@
+//! [`Application`]: the stores, the flows and the actix-web server, built from
+//! [`Settings`] and bound to a listener (port 0 picks a free one, see
+//! [`Application::port`]).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use auth::{AuthService, FileMailer, Mailer, SmtpConfig, SmtpMailer, SmtpTls};
+use cache_core::{SharedClock, SystemClock};
+use cache_sql::SqlStore;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::cookies::CookiePolicy;
+use crate::error;
+use crate::health::Readiness;
+use crate::routes;
+use crate::settings::{MailTransport, Settings, SmtpTlsMode};
+use crate::stores::{self, Backends};
+use crate::telemetry;
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    local_addr: SocketAddr,
+    server: Server,
+    service: AuthService,
+    backends: Backends,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Application`] with optional parts supplied by the caller instead of the
+/// settings (an already connected SQL store, a mailer, a clock).
+#[must_use]
+pub struct ApplicationBuilder {
+    settings: Settings,
+    clock: SharedClock,
+    sql: Option<SqlStore>,
+    mailer: Option<Arc<dyn Mailer>>,
+    #[cfg(feature = "test-util")]
+    insecure_fast_hashing: bool,
+}
+
+impl ApplicationBuilder {
+    /// Takes every expiry decision from `clock` (tests pass a `ManualClock`).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses this SQL store instead of connecting to `database.url` (it is still migrated
+    /// when `database.migrate` is on).
+    pub fn sql_store(mut self, sql: SqlStore) -> Self {
+        self.sql = Some(sql);
+        self
+    }
+
+    /// Sends mail through `mailer` instead of the configured transport.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// Hashes passwords with argon2 parameters far below the production minimum, so that
+    /// tests run fast. Only compiled with the `test-util` feature, never in the default
+    /// build.
+    #[cfg(feature = "test-util")]
+    pub fn insecure_fast_hashing(mut self) -> Self {
+        self.insecure_fast_hashing = true;
+        self
+    }
+
+    /// Connects the stores, builds the flows and binds the listener.
+    pub async fn build(self) -> anyhow::Result<Application> {
+        let settings = self.settings;
+        let clock = self.clock;
+        // Before any store exists: tiers create their metric handles at construction.
+        let metrics = telemetry::metrics_handle();
+
+        let policy = CookiePolicy::new(settings.cookie.secure);
+        if policy.is_secure() {
+            if settings.public_base_url().starts_with("http://") {
+                tracing::warn!(
+                    public_base_url = settings.public_base_url(),
+                    "cookie.secure is on but public_base_url is plain http: browsers only \
+                     send the session cookie over https"
+                );
+            }
+        } else {
+            tracing::warn!(
+                "cookie.secure is off: the session cookie is sent over plain http and lacks \
+                 the __Host- prefix; use this only for local development \
+                 (AUTHD_COOKIE__SECURE=true behind https)"
+            );
+        }
+
+        let sql = match self.sql {
+            Some(sql) => {
+                if settings.database.migrate {
+                    sql.migrate().await.context("database migrations failed")?;
+                }
+                sql
+            }
+            None => stores::connect_sql(&settings, clock.clone()).await?,
+        };
+        let backends = stores::compose(&settings, clock.clone(), sql).await?;
+
+        let mailer = match self.mailer {
+            Some(mailer) => mailer,
+            None => mailer_from(&settings)?,
+        };
+        let mut config = settings.auth_config();
+        #[cfg(feature = "test-util")]
+        let insecure = self.insecure_fast_hashing;
+        #[cfg(not(feature = "test-util"))]
+        let insecure = false;
+        if insecure {
+            config.argon2 = auth::Argon2Params::INSECURE_FOR_TESTS;
+        }
+        let stores = backends.stores.clone();
+        let service_clock = clock.clone();
+        // `AuthService::new` computes one argon2 hash: keep it off the async worker.
+        let service = tokio::task::spawn_blocking(move || {
+            if insecure {
+                AuthService::new_insecure_for_tests(config, stores, mailer, service_clock)
+            } else {
+                AuthService::new(config, stores, mailer, service_clock)
+            }
+        })
+        .await
+        .context("the flows could not be built")?
+        .context("invalid auth settings")?;
+
+        let listener = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let local_addr = listener.local_addr()?;
+        let server = server(&settings, listener, &service, policy, &backends.readiness, metrics)?;
+        tracing::info!(
+            address = %local_addr,
+            public_base_url = settings.public_base_url(),
+            "authd listening"
+        );
+        Ok(Application { local_addr, server, service, backends })
+    }
+}
+
+impl Application {
+    /// A builder for the optional parts.
+    pub fn builder(settings: Settings) -> ApplicationBuilder {
+        ApplicationBuilder {
+            settings,
+            clock: SystemClock::shared(),
+            sql: None,
+            mailer: None,
+            #[cfg(feature = "test-util")]
+            insecure_fast_hashing: false,
+        }
+    }
+
+    /// Builds the service from `settings` with the system clock.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::builder(settings).build().await
+    }
+
+    /// Builds the service from `settings`, taking every expiry decision from `clock`.
+    pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::builder(settings).clock(clock).build().await
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the server (gracefully with `stop(true)`) from outside.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The flows, for embedding and tests.
+    pub fn service(&self) -> &AuthService {
+        &self.service
+    }
+
+    /// The composed tiers, for health tooling and tests.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]`.stop`), then lets
+    /// in-flight requests finish within `server.shutdown_timeout_secs`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application { server, backends, .. } = self;
+        let result = server.await;
+        tracing::info!("authd stopped");
+        // The listener and the Redis tasks stop with the stores, after the last request.
+        drop(backends);
+        result
+    }
+}
+
+/// The configured mail transport.
+fn mailer_from(settings: &Settings) -> anyhow::Result<Arc<dyn Mailer>> {
+    let mail = &settings.mail;
+    Ok(match mail.transport {
+        MailTransport::File => {
+            let mailer = FileMailer::new(&mail.dir)
+                .with_from(&mail.from)
+                .context("mail.from is not a valid address")?;
+            tracing::info!(dir = %mail.dir.display(), "mail is written to files");
+            Arc::new(mailer)
+        }
+        MailTransport::Smtp => {
+            let smtp = &mail.smtp;
+            let mailer = SmtpMailer::new(SmtpConfig {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                tls: match smtp.tls {
+                    SmtpTlsMode::None => SmtpTls::None,
+                    SmtpTlsMode::Starttls => SmtpTls::StartTls,
+                    SmtpTlsMode::Tls => SmtpTls::Tls,
+                },
+                username: smtp.username.clone(),
+                password: smtp.password.clone(),
+                from: mail.from.clone(),
+                timeout: std::time::Duration::from_secs(smtp.timeout_secs),
+            })
+            .context("invalid SMTP settings")?;
+            tracing::info!(host = %smtp.host, port = smtp.port, "mail is sent over SMTP");
+            Arc::new(mailer)
+        }
+    })
+}
+
+/// The actix-web server on `listener`.
+fn server(
+    settings: &Settings,
+    listener: TcpListener,
+    service: &AuthService,
+    policy: CookiePolicy,
+    readiness: &Readiness,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<Server> {
+    let service = web::Data::new(service.clone());
+    let policy = web::Data::new(policy);
+    let readiness = web::Data::new(readiness.clone());
+    let metrics = web::Data::new(metrics);
+    let json_limit = settings.server.json_limit_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(service.clone())
+            .app_data(policy.clone())
+            .app_data(readiness.clone())
+            .app_data(metrics.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(json_limit)
+                    .content_type_required(true)
+                    .error_handler(error::json_error(json_limit)),
+            )
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .wrap(from_fn(log_request))
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))),
+            )
+            .configure(routes::configure)
+            .default_service(web::to(error::not_found))
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+/// One log line per request: method, route pattern (never the path's values or the
+/// query), status, latency.
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.match_pattern().unwrap_or_else(|| "(unmatched)".to_owned());
+    let result = next.call(req).await;
+    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    // Server errors are worth an operator's attention; the rest is debug-level, since one
+    // line per request would cost more than validating a session does.
+    if status.is_server_error() {
+        tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+    } else {
+        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+    }
+    result
+}
