@@ -255,3 +255,40 @@ macro_rules! forward_verification_store {
 
 forward_verification_store!(Arc<T>);
 forward_verification_store!(Box<T>);
+
+macro_rules! forward_expired_cleanup {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: ExpiredCleanup + ?Sized> ExpiredCleanup for $ty {
+            async fn delete_expired_sessions(&self, limit: usize) -> StoreResult<Vec<SessionKey>> {
+                (**self).delete_expired_sessions(limit).await
+            }
+            async fn delete_expired_verifications(&self, limit: usize) -> StoreResult<u64> {
+                (**self).delete_expired_verifications(limit).await
+            }
+            async fn forget_sessions(&self, keys: &[SessionKey]) -> StoreResult<()> {
+                (**self).forget_sessions(keys).await
+            }
+        }
+    };
+}
+
+forward_expired_cleanup!(Arc<T>);
+forward_expired_cleanup!(Box<T>);
+
+#[async_trait]
+impl<T: RevocationSink + ?Sized> RevocationSink for Arc<T> {
+    async fn apply_revocations(&self, revocations: &[Revocation]) -> StoreResult<()> {
+        (**self).apply_revocations(revocations).await
+    }
+    async fn clear(&self) -> StoreResult<()> {
+        (**self).clear().await
+    }
+}
+
+#[async_trait]
+impl<T: RevocationJournal + ?Sized> RevocationJournal for Arc<T> {
+    async fn revocations_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Revocation>> {
+        (**self).revocations_since(since).await
+    }
+}

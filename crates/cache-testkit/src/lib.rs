@@ -126,6 +126,8 @@ macro_rules! __suite {
             async fn $name() {
                 let clock = $crate::new_clock();
                 let Some(store) = $factory(clock.clone()).await else { return };
+                // Shared so that the concurrency properties can spawn real tasks.
+                let store = ::std::sync::Arc::new(store);
                 $crate::$module::$name(&store, &clock).await;
             }
         )*

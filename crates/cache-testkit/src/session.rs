@@ -131,11 +131,19 @@ pub async fn extend_expired_is_none<S: SessionStore>(store: &S, clock: &ManualCl
 }
 
 /// Of concurrent extensions from the same version exactly one wins.
-pub async fn concurrent_extends_one_wins<S: SessionStore>(store: &S, clock: &ManualClock) {
+pub async fn concurrent_extends_one_wins<S: SessionStore + Clone + 'static>(
+    store: &S,
+    clock: &ManualClock,
+) {
     let session = sample_session(clock, random_user());
     store.create(&session).await.unwrap();
     let new_expiry = clock.now() + Duration::hours(2);
-    let results = join_all((0..10).map(|_| store.extend(&session.key, 0, new_expiry))).await;
+    let results = join_all((0..10).map(|_| {
+        let (store, key) = (store.clone(), session.key);
+        tokio::spawn(async move { store.extend(&key, 0, new_expiry).await })
+    }))
+    .await;
+    let results: Vec<_> = results.into_iter().map(|r| r.expect("task")).collect();
     let wins = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
     let conflicts = results
         .iter()
@@ -263,11 +271,18 @@ pub async fn put_keeps_the_newer_version<S: SessionStore>(store: &S, clock: &Man
 }
 
 /// Concurrent logins of one user all land in the user's index.
-pub async fn concurrent_creates_are_all_listed<S: SessionStore>(store: &S, clock: &ManualClock) {
+pub async fn concurrent_creates_are_all_listed<S: SessionStore + Clone + 'static>(
+    store: &S,
+    clock: &ManualClock,
+) {
     let user = random_user();
     let sessions: Vec<_> = (0..50).map(|_| sample_session(clock, user)).collect();
-    for result in join_all(sessions.iter().map(|s| store.create(s))).await {
-        result.unwrap();
+    let tasks = sessions.into_iter().map(|s| {
+        let store = store.clone();
+        tokio::spawn(async move { store.create(&s).await })
+    });
+    for result in join_all(tasks).await {
+        result.expect("task").unwrap();
     }
     assert_eq!(store.list_user_sessions(user).await.unwrap().len(), 50);
 }

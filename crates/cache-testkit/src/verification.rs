@@ -49,13 +49,18 @@ pub async fn consume_wrong_purpose_keeps_the_token<S: VerificationStore>(
 }
 
 /// Of 50 concurrent consumers exactly one gets the token.
-pub async fn concurrent_consumers_exactly_one_wins<S: VerificationStore>(
+pub async fn concurrent_consumers_exactly_one_wins<S: VerificationStore + Clone + 'static>(
     store: &S,
     clock: &ManualClock,
 ) {
     let v = sample_verification(clock, random_user(), Purpose::PasswordReset, TTL);
     store.put_verification(&v).await.unwrap();
-    let results = join_all((0..50).map(|_| store.consume(&v.hash, v.purpose))).await;
+    let results = join_all((0..50).map(|_| {
+        let (store, hash, purpose) = (store.clone(), v.hash, v.purpose);
+        tokio::spawn(async move { store.consume(&hash, purpose).await })
+    }))
+    .await;
+    let results: Vec<_> = results.into_iter().map(|r| r.expect("task")).collect();
     let winners = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
     let errors: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
     assert!(errors.is_empty(), "{errors:?}");
