@@ -2,9 +2,7 @@
 //! A row the domain cannot represent (a hash that is not 32 bytes, an unknown purpose,
 //! an unparsable address, a non-positive user id) is reported as corrupt, never guessed.
 
-use cache_core::{
-    Purpose, Revocation, Session, SessionKey, TokenHash, User, UserId, Verification,
-};
+use cache_core::{Purpose, Revocation, Session, SessionKey, TokenHash, User, UserId, Verification};
 use diesel::Queryable;
 
 use crate::error::{SqlError, SqlResult};

@@ -28,10 +28,8 @@ impl ToSql<diesel::sql_types::Timestamptz, diesel::pg::Pg> for Ts {
 #[cfg(feature = "postgres")]
 impl FromSql<diesel::sql_types::Timestamptz, diesel::pg::Pg> for Ts {
     fn from_sql(bytes: diesel::pg::PgValue<'_>) -> deserialize::Result<Self> {
-        <DateTime<Utc> as FromSql<diesel::sql_types::Timestamptz, diesel::pg::Pg>>::from_sql(
-            bytes,
-        )
-        .map(Ts)
+        <DateTime<Utc> as FromSql<diesel::sql_types::Timestamptz, diesel::pg::Pg>>::from_sql(bytes)
+            .map(Ts)
     }
 }
 
@@ -45,12 +43,9 @@ impl ToSql<diesel::sql_types::BigInt, diesel::sqlite::Sqlite> for Ts {
 
 #[cfg(feature = "sqlite")]
 impl FromSql<diesel::sql_types::BigInt, diesel::sqlite::Sqlite> for Ts {
-    fn from_sql(
-        value: diesel::sqlite::SqliteValue<'_, '_, '_>,
-    ) -> deserialize::Result<Self> {
-        let micros = <i64 as FromSql<diesel::sql_types::BigInt, diesel::sqlite::Sqlite>>::from_sql(
-            value,
-        )?;
+    fn from_sql(value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        let micros =
+            <i64 as FromSql<diesel::sql_types::BigInt, diesel::sqlite::Sqlite>>::from_sql(value)?;
         DateTime::from_timestamp_micros(micros)
             .map(Ts)
             .ok_or_else(|| "timestamp out of range".into())

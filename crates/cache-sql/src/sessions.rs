@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use diesel::dsl::{case_when, exists, not};
 use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use diesel::{
-    BoolExpressionMethods, ExpressionMethods, IntoSql, OptionalExtension, QueryDsl,
-    QueryResult,
+    BoolExpressionMethods, ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, QueryResult,
 };
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -56,14 +55,16 @@ macro_rules! revoked {
             .select(session_revocations::id)
             .filter(session_revocations::user_id.eq($p.user))
             .filter(
-                session_revocations::token_hash.eq($p.hash.clone()).or(session_revocations::token_hash
-                    .is_null()
-                    .and(session_revocations::revoked_at.ge($p.created_at))
-                    .and(
-                        session_revocations::keep_hash
-                            .is_null()
-                            .or(session_revocations::keep_hash.ne($p.hash.clone())),
-                    )),
+                session_revocations::token_hash.eq($p.hash.clone()).or(
+                    session_revocations::token_hash
+                        .is_null()
+                        .and(session_revocations::revoked_at.ge($p.created_at))
+                        .and(
+                            session_revocations::keep_hash
+                                .is_null()
+                                .or(session_revocations::keep_hash.ne($p.hash.clone())),
+                        ),
+                ),
             )
     };
 }
@@ -101,7 +102,9 @@ impl From<&Session> for SessionParams {
 enum Extended {
     Done(SessionRow),
     /// Nothing updated; whether a live row with another version exists.
-    NotUpdated { other_version: bool },
+    NotUpdated {
+        other_version: bool,
+    },
 }
 
 impl SqlStore {

@@ -187,14 +187,22 @@ impl SqlStore {
                             .boxed()
                     }));
                 let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
-                (Pool::Pg(pool_builder(&config, &last_connect_error).build_unchecked(manager)), "postgres")
+                (
+                    Pool::Pg(pool_builder(&config, &last_connect_error).build_unchecked(manager)),
+                    "postgres",
+                )
             }
             #[cfg(feature = "sqlite")]
             Target::SqliteFile(path) => {
                 create_parent_dir(&path).await?;
                 let path = path.to_str().ok_or(SqlError::UnsupportedUrl)?;
                 let manager = AsyncDieselConnectionManager::new_with_config(path, sqlite_config());
-                (Pool::Sqlite(pool_builder(&config, &last_connect_error).build_unchecked(manager)), "sqlite")
+                (
+                    Pool::Sqlite(
+                        pool_builder(&config, &last_connect_error).build_unchecked(manager),
+                    ),
+                    "sqlite",
+                )
             }
             #[cfg(feature = "sqlite")]
             Target::SqliteMemory => {
@@ -258,7 +266,9 @@ impl SqlStore {
         };
         match &result {
             Ok(()) => tracing::info!(backend = self.inner.backend, "SQL migrations applied"),
-            Err(e) => tracing::error!(backend = self.inner.backend, error = %e, "SQL migrations failed"),
+            Err(e) => {
+                tracing::error!(backend = self.inner.backend, error = %e, "SQL migrations failed")
+            }
         }
         result.map_err(StoreError::from)
     }

@@ -86,6 +86,14 @@ pub async fn isolated_postgres(base_url: &str, clock: SharedClock) -> Result<Sql
     Ok(store)
 }
 
+/// Runs raw SQL statements on `store`: for tests that plant rows the store itself would
+/// never write (corrupt data, rows of an older version).
+pub async fn execute(store: &SqlStore, sql: &str) -> Result<(), StoreError> {
+    let sql = sql.to_owned();
+    with_conn!(store, |conn| Ok(conn.batch_execute(&sql).await?))?;
+    Ok(())
+}
+
 /// The creation time encoded in a test schema's name.
 fn schema_created(name: &str) -> Option<i64> {
     let rest = name.strip_prefix(SCHEMA_PREFIX)?;
@@ -112,7 +120,8 @@ mod tests {
     #[test]
     fn schema_names_carry_their_age() {
         assert_eq!(schema_created("t_1700000000_0123456789abcdef"), Some(1_700_000_000));
-        for other in ["t_", "t_abc_0123456789abcdef", "t_1700000000_short", "tx_1_0123456789abcdef"] {
+        for other in ["t_", "t_abc_0123456789abcdef", "t_1700000000_short", "tx_1_0123456789abcdef"]
+        {
             assert_eq!(schema_created(other), None, "{other}");
         }
     }

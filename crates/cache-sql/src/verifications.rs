@@ -48,7 +48,11 @@ impl VerificationStore for SqlStore {
         Ok(())
     }
 
-    async fn consume(&self, hash: &TokenHash, purpose: Purpose) -> StoreResult<Option<Verification>> {
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        purpose: Purpose,
+    ) -> StoreResult<Option<Verification>> {
         let (hash, purpose, now) = (hash.as_bytes().to_vec(), purpose.as_str(), self.now_ts());
         self.count(1);
         // One DELETE ... RETURNING: of concurrent callers, only the one whose statement
