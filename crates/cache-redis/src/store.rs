@@ -8,7 +8,7 @@
 //! and every revocation they could race with is checked inside the scripts.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::{Revocation, RevocationJournal, SharedClock, StoreError};
@@ -52,6 +52,7 @@ struct Trust {
     wake: Notify,
     journal: RwLock<Option<Arc<dyn RevocationJournal>>>,
     logged: AtomicU8,
+    completed: AtomicU64,
     trusted_gauge: metrics::Gauge,
     replays: metrics::Counter,
 }
@@ -64,6 +65,7 @@ impl Trust {
             wake: Notify::new(),
             journal: RwLock::new(None),
             logged: AtomicU8::new(NEVER_CONNECTED),
+            completed: AtomicU64::new(0),
             trusted_gauge: metrics::gauge!("redis_trusted"),
             replays: metrics::counter!("redis_replays_total"),
         }
@@ -244,6 +246,13 @@ impl RedisStore {
         self.shared.trust.trusted.load(Ordering::SeqCst)
     }
 
+    /// How many times the store has (re)gained trust in Redis: once per connection
+    /// (re)established and journal replayed. For health and metrics
+    /// (`redis_replays_total`).
+    pub fn replays(&self) -> u64 {
+        self.shared.trust.completed.load(Ordering::SeqCst)
+    }
+
     /// The underlying pool (for commands this crate does not wrap).
     pub fn pool(&self) -> &Pool {
         &self.shared.pool
@@ -313,6 +322,7 @@ async fn replay_loop(shared: Arc<Shared>) {
                 backoff = Duration::from_millis(20);
                 if shared.trust.trust_if_current(generation) {
                     completed = generation;
+                    shared.trust.completed.fetch_add(1, Ordering::SeqCst);
                     shared.trust.replays.increment(1);
                     match shared.trust.logged.swap(HEALTHY, Ordering::SeqCst) {
                         NEVER_CONNECTED => {

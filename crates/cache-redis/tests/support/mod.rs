@@ -171,6 +171,33 @@ impl RedisServer {
         server
     }
 
+    /// Starts a server whose data directory holds a copy of `rdb` (it loads it).
+    pub fn start_from_rdb(tag: &str, rdb: &Path) -> Self {
+        let port = free_port(false);
+        let dir = TempDir::new(tag);
+        std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir.path().display().to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut server = Self { port, dir, args, child: None, watchdog: None };
+        server.spawn();
+        server
+    }
+
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(&self.args)
