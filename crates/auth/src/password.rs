@@ -109,3 +109,72 @@ pub(crate) fn check_policy(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_concurrency_jobs_run_at_once() {
+        let hasher = Hasher::new(Argon2Params::INSECURE_FOR_TESTS, 2).unwrap();
+        let active = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..8)
+            .map(|_| {
+                let (hasher, active, peak) = (hasher.clone(), active.clone(), peak.clone());
+                tokio::spawn(async move {
+                    hasher
+                        .run(move || {
+                            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            // Holds the permit long enough for the others to pile up.
+                            #[allow(clippy::disallowed_methods)]
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            active.fetch_sub(1, Ordering::SeqCst);
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        let peak = peak.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&peak), "{peak} jobs ran at once");
+    }
+
+    #[tokio::test]
+    async fn hashes_are_salted_phc_strings_that_verify() {
+        let hasher = Hasher::new(Argon2Params::INSECURE_FOR_TESTS, 1).unwrap();
+        let a = hasher.hash("pässwörd 🔑".to_owned()).await.unwrap();
+        let b = hasher.hash("pässwörd 🔑".to_owned()).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
+        assert_ne!(a, b);
+        assert!(hasher.verify("pässwörd 🔑".to_owned(), a.clone()).await.unwrap());
+        assert!(!hasher.verify("passwörd 🔑".to_owned(), a).await.unwrap());
+        assert!(matches!(
+            hasher.verify("x".to_owned(), "not a phc string".to_owned()).await,
+            Err(AuthError::Internal(_))
+        ));
+    }
+
+    #[test]
+    fn policy_counts_scalar_values() {
+        let policy = PasswordPolicy { min_chars: 8, max_chars: 128 };
+        assert!(check_policy(&policy, "password", "12345678").is_ok());
+        assert!(matches!(
+            check_policy(&policy, "password", "1234567"),
+            Err(AuthError::WeakPassword(_))
+        ));
+        assert!(check_policy(&policy, "password", &"ß".repeat(8)).is_ok());
+        assert!(check_policy(&policy, "password", &"ß".repeat(128)).is_ok());
+        assert!(matches!(
+            check_policy(&policy, "password", &"ß".repeat(129)),
+            Err(AuthError::InvalidInput { field: "password", .. })
+        ));
+        // Whitespace counts and is kept.
+        assert!(check_policy(&policy, "password", "        ").is_ok());
+    }
+}
