@@ -23,6 +23,7 @@ compile_error!("cache-sql needs the `postgres` or the `sqlite` feature (or both)
 mod macros;
 
 mod accounts;
+mod bulk;
 mod error;
 mod rows;
 mod schema;
@@ -32,6 +33,7 @@ mod store;
 pub mod testing;
 mod verifications;
 
+pub use bulk::BULK_ROWS_PER_STATEMENT;
 pub use store::{PoolState, SqlConfig, SqlStore};
 
 /// The driver crates, for callers that need their types.
