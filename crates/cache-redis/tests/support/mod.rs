@@ -149,7 +149,11 @@ impl RedisServer {
     /// Starts a server with no persistence unless `extra` asks for it; `dir` is its
     /// working directory (RDB files go there).
     pub fn start(tag: &str, extra: &[&str]) -> Self {
-        let port = free_port(false);
+        Self::start_on(tag, free_port(false), extra)
+    }
+
+    /// Like [`RedisServer::start`], on a given port.
+    pub fn start_on(tag: &str, port: u16, extra: &[&str]) -> Self {
         let dir = TempDir::new(tag);
         let mut args: Vec<String> = vec![
             "--port".into(),

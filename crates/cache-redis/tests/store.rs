@@ -1,0 +1,291 @@
+//! Behaviour of the Redis tier beyond the shared conformance suite: what is stored (token
+//! hashes only, the documented key layout), `clear`, `forget_sessions`, health calls,
+//! starting without Redis, and the invalidation listener (on a Cluster, and flushing
+//! when its connection drops).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_core::{
+    Clock, ExpiredCleanup, ManualClock, Purpose, RevocationSink, SessionStore, SessionToken,
+    SharedClock, StoreError, User, UserCache, VerificationStore, VerificationToken,
+};
+use cache_redis::fred::interfaces::{
+    HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface,
+};
+use cache_redis::fred::prelude::Value;
+use cache_redis::fred::types::scan::Scanner;
+use cache_redis::{InvalidationListener, RedisConfig, RedisStore};
+use cache_testkit::{random_user, sample_session, sample_verification, service_url};
+use futures::StreamExt;
+
+use support::{
+    RedisCluster, RedisServer, free_port, memory, redis_server_available, test_config, wait_trusted,
+};
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Every key under the store's prefix (a test prefix: a handful of keys).
+async fn keys_of(store: &RedisStore) -> BTreeSet<String> {
+    let pattern = format!("{}*", store.config().key_prefix);
+    let mut pages = store.pool().next().scan(pattern, Some(100), None);
+    let mut keys = BTreeSet::new();
+    while let Some(page) = pages.next().await {
+        let mut page = page.unwrap();
+        for key in page.take_results().unwrap_or_default() {
+            keys.insert(key.as_str().unwrap().to_owned());
+        }
+        page.next();
+    }
+    keys
+}
+
+/// Everything stored under a key, as text.
+async fn dump_text(store: &RedisStore, key: &str) -> String {
+    let pool = store.pool();
+    let kind: String = pool.r#type(key).await.unwrap();
+    let value: Value = match kind.as_str() {
+        "hash" => pool.hgetall(key).await.unwrap(),
+        "zset" => pool.zrange(key, 0, -1, None, false, None, true).await.unwrap(),
+        "set" => pool.smembers(key).await.unwrap(),
+        _ => pool.get(key).await.unwrap(),
+    };
+    format!("{value:?}")
+}
+
+/// Keys and values hold token hashes, never the secrets themselves; and the keys are the
+/// ones `docs/redis.md` describes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_only_token_hashes_under_the_documented_keys() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&url, "layout"), clock.clone()).await.unwrap();
+    let user = random_user();
+    let token = SessionToken::generate(user).unwrap();
+    let session = cache_core::Session { key: token.key(), ..sample_session(&clock, user) };
+    store.create(&session).await.unwrap();
+    let verify = VerificationToken::generate().unwrap();
+    let verification = cache_core::Verification {
+        hash: verify.hash(),
+        ..sample_verification(
+            &clock,
+            user,
+            Purpose::EmailVerification,
+            chrono::Duration::minutes(10),
+        )
+    };
+    store.put_verification(&verification).await.unwrap();
+    store
+        .put_user(&User {
+            id: user,
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            email_verified: true,
+            created_at: clock.now(),
+        })
+        .await
+        .unwrap();
+    let revoked = sample_session(&clock, user);
+    store.create(&revoked).await.unwrap();
+    assert!(store.delete(&revoked.key).await.unwrap());
+
+    let p = &store.config().key_prefix;
+    let (h, r, v) = (session.key.hash.to_hex(), revoked.key.hash.to_hex(), verify.hash().to_hex());
+    let expected: BTreeSet<String> = [
+        format!("{p}{{u:{user}}}:s:{h}"),
+        format!("{p}{{u:{user}}}:t:{r}"),
+        format!("{p}{{u:{user}}}:idx"),
+        format!("{p}{{u:{user}}}:user"),
+        format!("{p}{{u:{user}}}:vs:email"),
+        format!("{p}v:{{{v}}}"),
+    ]
+    .into();
+    let keys = keys_of(&store).await;
+    assert_eq!(keys, expected);
+
+    let cookie = token.encode();
+    let session_secret = cookie.split_once('.').unwrap().1;
+    let link_secret = verify.encode();
+    for key in &keys {
+        let text = format!("{key} {}", dump_text(&store, key).await);
+        assert!(!text.contains(session_secret), "session secret stored under {key}");
+        assert!(!text.contains(&link_secret), "verification secret stored under {key}");
+    }
+}
+
+/// `clear` drops cached entries but keeps what refuses revoked sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_drops_cache_entries_but_keeps_revocations() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&url, "clear"), clock.clone()).await.unwrap();
+    let user = random_user();
+    let (live, revoked) = (sample_session(&clock, user), sample_session(&clock, user));
+    store.create(&live).await.unwrap();
+    store.create(&revoked).await.unwrap();
+    assert!(store.delete(&revoked.key).await.unwrap());
+    let other = random_user();
+    let fenced = sample_session(&clock, other);
+    store.create(&fenced).await.unwrap();
+    assert_eq!(store.delete_user_sessions(other, None).await.unwrap(), 1);
+
+    store.clear().await.unwrap();
+    assert_eq!(store.get(&live.key).await.unwrap(), None);
+    assert!(store.list_user_sessions(user).await.unwrap().is_empty());
+    // The tombstone and the fence survived the clear.
+    assert!(!store.put(&revoked).await.unwrap());
+    assert!(!store.put(&fenced).await.unwrap());
+    assert!(store.put(&live).await.unwrap());
+}
+
+/// `forget_sessions` drops index entries of expired sessions, not of live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_sessions_drops_only_dead_index_entries() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let config = test_config(&url, "forget");
+    let store = RedisStore::connect(config.clone(), clock.clone()).await.unwrap();
+    let user = random_user();
+    let mut short = sample_session(&clock, user);
+    short.expires_at = clock.now() + chrono::Duration::minutes(1);
+    let long = sample_session(&clock, user);
+    store.create(&short).await.unwrap();
+    store.create(&long).await.unwrap();
+    let index = format!("{}{{u:{user}}}:idx", config.key_prefix);
+    let size = || async { store.pool().zcard::<i64, _>(&index).await.unwrap() };
+    assert_eq!(size().await, 2);
+    // Redis keeps its own expiry; nothing to sweep here.
+    assert!(store.delete_expired_sessions(10).await.unwrap().is_empty());
+
+    clock.advance(chrono::Duration::minutes(2));
+    store.forget_sessions(&[short.key, long.key]).await.unwrap();
+    assert_eq!(size().await, 1);
+    assert_eq!(store.list_user_sessions(user).await.unwrap(), vec![long]);
+}
+
+/// Health calls answer, and a bad prefix is refused before connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_calls_and_config_validation() {
+    let clock: SharedClock = ManualClock::starting_now();
+    let bad = RedisConfig { key_prefix: "a{b}:".into(), ..RedisConfig::default() };
+    assert!(RedisStore::connect(bad, clock.clone()).await.is_err());
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let store = RedisStore::connect(test_config(&url, "health"), clock).await.unwrap();
+    assert!(store.ping().await.unwrap() < Duration::from_secs(5));
+    let info = store.info().await.unwrap();
+    assert!(info.used_memory > 0 && info.connected_clients >= 2, "{info:?}");
+    assert!(store.replays() >= 1);
+}
+
+/// A store built while Redis is down comes up anyway, answers `Unavailable` at once, and
+/// works as soon as Redis appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_without_redis_and_recovers_when_it_appears() {
+    if !redis_server_available() {
+        return;
+    }
+    let port = free_port(false);
+    let clock = ManualClock::starting_now();
+    let config = RedisConfig {
+        url: format!("redis://127.0.0.1:{port}"),
+        key_prefix: support::unique_prefix("late"),
+        ..RedisConfig::default()
+    };
+    let store = RedisStore::connect(config, clock.clone()).await.unwrap();
+    assert!(!store.is_trusted());
+    let session = sample_session(&clock, random_user());
+    let start = Instant::now();
+    let err = store.get(&session.key).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(start.elapsed() < Duration::from_millis(200), "a read waited for a dead redis");
+    assert!(store.create(&session).await.is_err_and(|e: StoreError| e.is_unavailable()));
+
+    let server = blocking(move || RedisServer::start_on("late", port, &[])).await;
+    wait_trusted(&store, Duration::from_secs(5)).await;
+    store.create(&session).await.unwrap();
+    assert_eq!(store.get(&session.key).await.unwrap(), Some(session));
+    drop(server);
+}
+
+/// Revocations published by a store reach a listener through a Redis Cluster (PUBLISH
+/// from inside the scripts is broadcast to every node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_cross_a_cluster() {
+    if !redis_server_available() {
+        return;
+    }
+    let cluster = blocking(RedisCluster::start).await;
+    let clock = ManualClock::starting_now();
+    let config = RedisConfig { url: cluster.url(), ..test_config("", "cluster-pubsub") };
+    let local = memory(clock.clone());
+    let listener = InvalidationListener::spawn(&config, Arc::new(local.clone())).await.unwrap();
+    let store = RedisStore::connect(config, clock.clone()).await.unwrap();
+    assert!(store.is_trusted());
+
+    let user = random_user();
+    let (one, all) = (sample_session(&clock, user), sample_session(&clock, user));
+    for s in [&one, &all] {
+        store.create(s).await.unwrap();
+        assert!(local.put(s).await.unwrap());
+    }
+    let profile = User {
+        id: user,
+        name: "Ada".into(),
+        email: "ada@example.com".into(),
+        email_verified: false,
+        created_at: clock.now(),
+    };
+    local.put_user(&profile).await.unwrap();
+
+    store.delete(&one.key).await.unwrap();
+    store.delete_user_sessions(user, None).await.unwrap();
+    store.invalidate_user(user).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let gone = local.get(&one.key).await.unwrap().is_none()
+            && local.get(&all.key).await.unwrap().is_none()
+            && local.get_user(user).await.unwrap().is_none();
+        if gone {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "invalidations did not arrive");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Remembered, not just evicted: a late fill of the local tier is refused.
+    assert!(!local.put(&one).await.unwrap());
+    listener.stop().await;
+    drop(store);
+    blocking(move || drop(cluster)).await;
+}
+
+/// When the listener's connection drops, messages may be missed: it flushes its target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_flushes_its_target_when_the_connection_drops() {
+    if !redis_server_available() {
+        return;
+    }
+    let mut server = blocking(|| RedisServer::start("listener", &[])).await;
+    let clock = ManualClock::starting_now();
+    let config = RedisConfig { url: server.url(), ..test_config("", "listener") };
+    let local = memory(clock.clone());
+    let _listener = InvalidationListener::spawn(&config, Arc::new(local.clone())).await.unwrap();
+    let session = sample_session(&clock, random_user());
+    assert!(local.put(&session).await.unwrap());
+
+    server = blocking(move || {
+        server.kill9();
+        server
+    })
+    .await;
+    let start = Instant::now();
+    while local.get(&session.key).await.unwrap().is_some() {
+        assert!(start.elapsed() < Duration::from_secs(5), "memory tier not flushed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(server);
+}
