@@ -1,6 +1,9 @@
 //! The one error type of the flows. Each variant is something a client can act on, except
 //! `Unavailable` and `Internal`, whose sources are for logs only.
 
+use std::error::Error as StdError;
+use std::fmt;
+
 use cache_core::{BoxError, StoreError};
 
 /// Why a flow failed. `Display` is safe to show to a client: it never contains a source
@@ -77,5 +80,54 @@ impl AuthError {
 impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
         if e.is_unavailable() { AuthError::Unavailable(e) } else { AuthError::Internal(e.into()) }
+    }
+}
+
+/// Displays an error and its chain of sources (`outer: inner: root`), for log lines:
+/// store errors keep the driver's message as their source, and the top level alone
+/// ("store backend unavailable") does not say what failed.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_and_messages_hide_sources() {
+        let e = AuthError::from(StoreError::unavailable("db at 10.0.0.1 refused"));
+        assert_eq!(e.code(), "unavailable");
+        assert!(!e.to_string().contains("10.0.0.1"));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "service temporarily unavailable: store backend unavailable: db at 10.0.0.1 refused"
+        );
+        assert_eq!(AuthError::from(StoreError::timeout("slow")).code(), "unavailable");
+        let e = AuthError::from(StoreError::corrupt("bad row"));
+        assert_eq!(e.code(), "internal");
+        assert_eq!(e.to_string(), "internal error");
+        assert_eq!(AuthError::invalid("email", "bad").to_string(), "email: bad");
+        for (e, code) in [
+            (AuthError::WeakPassword("short".into()), "weak_password"),
+            (AuthError::InvalidCredentials, "invalid_credentials"),
+            (AuthError::EmailNotVerified, "email_not_verified"),
+            (AuthError::Unauthenticated, "unauthenticated"),
+            (AuthError::InvalidToken, "invalid_token"),
+            (AuthError::NotFound, "not_found"),
+            (AuthError::Config("x".into()), "invalid_config"),
+        ] {
+            assert_eq!(e.code(), code);
+        }
     }
 }

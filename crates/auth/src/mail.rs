@@ -74,24 +74,24 @@ impl fmt::Debug for OutgoingMail {
     }
 }
 
-/// Why a message could not be sent.
+/// Why a message could not be sent. The cause is the error's `source()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MailError {
     /// A sender or recipient address lettre does not accept.
-    #[error("invalid mail address: {0}")]
+    #[error("invalid mail address")]
     Address(#[from] lettre::address::AddressError),
     /// The message could not be built.
-    #[error("could not build the message: {0}")]
+    #[error("could not build the message")]
     Build(#[from] lettre::error::Error),
     /// The SMTP server refused or could not be reached.
-    #[error("smtp: {0}")]
+    #[error("smtp transport failed")]
     Smtp(#[from] lettre::transport::smtp::Error),
     /// The message file could not be written.
-    #[error("mail file: {0}")]
+    #[error("could not write the mail file")]
     File(#[from] lettre::transport::file::Error),
     /// The mail folder could not be created.
-    #[error("mail folder: {0}")]
+    #[error("could not create the mail folder")]
     Io(#[from] std::io::Error),
 }
 

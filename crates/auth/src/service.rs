@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Argon2Params, AuthConfig};
-use crate::error::AuthError;
+use crate::error::{AuthError, Chain};
 use crate::mail::{MailKind, Mailer, OutgoingMail};
 use crate::password::{Hasher, check_policy};
 use crate::validate::{normalize_email, normalize_name};
@@ -347,7 +347,7 @@ impl AuthService {
         // Warm the caches for the requests that follow. The session is already stored, so
         // a failure here costs only a cache miss later.
         if let Err(e) = self.stores().users.put_user(&user).await {
-            tracing::warn!(user = %user.id, error = %e, "could not warm the user cache at login");
+            tracing::warn!(user = %user.id, error = %Chain(&e), "could not warm the user cache at login");
         }
         metrics::counter!("auth_logins_total", "result" => "success").increment(1);
         metrics::counter!("auth_sessions_created_total").increment(1);
@@ -406,7 +406,7 @@ impl AuthService {
                 Err(e) => {
                     // The session is valid for days yet (idle minus update age); a failed
                     // renewal is retried by the next request rather than failing this one.
-                    tracing::warn!(user = %key.user, error = %e, "session renewal failed");
+                    tracing::warn!(user = %key.user, error = %Chain(&e), "session renewal failed");
                     return Ok(session);
                 }
             }
@@ -554,7 +554,7 @@ impl AuthService {
     /// TTL, which is logged rather than turned into a failure of the flow.
     async fn invalidate_user(&self, user: UserId) {
         if let Err(e) = self.stores().users.invalidate_user(user).await {
-            tracing::warn!(user = %user, error = %e, "could not invalidate the cached profile");
+            tracing::warn!(user = %user, error = %Chain(&e), "could not invalidate the cached profile");
         }
     }
 
@@ -606,7 +606,7 @@ impl AuthService {
             let kind = mail.kind;
             if let Err(e) = mailer.send(mail).await {
                 metrics::counter!("auth_mail_failures_total", "kind" => kind.as_str()).increment(1);
-                tracing::error!(kind = kind.as_str(), error = %e, "mail not sent");
+                tracing::error!(kind = kind.as_str(), error = %Chain(&e), "mail not sent");
             }
         });
     }
