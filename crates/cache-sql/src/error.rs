@@ -40,6 +40,7 @@ pub(crate) enum SqlError {
     #[error("database task failed")]
     Task(#[source] tokio::task::JoinError),
     /// Local I/O (creating the SQLite file's directory) failed.
+    #[cfg(feature = "sqlite")]
     #[error("could not prepare the database file")]
     Io(#[source] std::io::Error),
 }

@@ -2,20 +2,29 @@
 //! and query accounting. The trait implementations live in the sibling modules.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "sqlite")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cache_core::{SharedClock, StoreError};
 use chrono::{DateTime, Utc};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+#[cfg(feature = "postgres")]
+use diesel::result::DatabaseErrorKind;
+use diesel::result::Error as DieselError;
+use diesel_async::AsyncConnection;
+#[cfg(feature = "sqlite")]
+use diesel_async::SimpleAsyncConnection;
+#[cfg(feature = "postgres")]
+use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt;
+#[cfg(feature = "sqlite")]
 use futures::future::BoxFuture;
 
 use crate::error::{SqlError, SqlResult};
@@ -93,6 +102,7 @@ struct Inner {
     pool: Pool,
     backend: &'static str,
     /// The URL used to open connections outside the pool (PostgreSQL migrations).
+    #[cfg(feature = "postgres")]
     url: String,
     clock: SharedClock,
     config: SqlConfig,
@@ -222,6 +232,7 @@ impl SqlStore {
             inner: Arc::new(Inner {
                 pool,
                 backend,
+                #[cfg(feature = "postgres")]
                 url: url.to_owned(),
                 clock,
                 queries: AtomicU64::new(0),
@@ -399,6 +410,7 @@ fn pool_builder<M: bb8::ManageConnection<Error = PoolError>>(
         .error_sink(Box::new(last_connect_error.clone()))
 }
 
+#[cfg(feature = "postgres")]
 fn closed_connection() -> DieselError {
     DieselError::DatabaseError(
         DatabaseErrorKind::ClosedConnection,
