@@ -30,4 +30,4 @@ pub use error::ApiError;
 pub use extract::CurrentUser;
 pub use middleware::RequireSession;
 pub use settings::Settings;
-pub use startup::{Application, ApplicationBuilder};
+pub use startup::{Application, ApplicationBuilder, Parts};

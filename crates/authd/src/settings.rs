@@ -224,7 +224,6 @@ pub struct CookieSettings {
     pub secure: bool,
 }
 
-
 /// Where mail goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -651,6 +650,8 @@ mod tests {
     #[test]
     fn file_then_conventional_env_then_authd_env() {
         Jail::expect_with(|jail| {
+            // The test environment may carry DATABASE_URL, REDIS_URL or AUTHD_*.
+            jail.clear_env();
             jail.create_file(
                 "authd.toml",
                 r#"
@@ -696,6 +697,8 @@ mod tests {
     #[test]
     fn authd_config_names_the_file_and_a_missing_one_is_an_error() {
         Jail::expect_with(|jail| {
+            // The test environment may carry DATABASE_URL, REDIS_URL or AUTHD_*.
+            jail.clear_env();
             jail.create_file("other.toml", "[server]\nlisten = \"127.0.0.1:0\"\n")?;
             jail.set_env(CONFIG_ENV, "other.toml");
             let s = Settings::load().unwrap();
@@ -721,6 +724,8 @@ mod tests {
         ];
         for (toml, needle) in cases {
             Jail::expect_with(|jail| {
+                // The test environment may carry DATABASE_URL, REDIS_URL or AUTHD_*.
+                jail.clear_env();
                 jail.create_file("authd.toml", toml)?;
                 let err = Settings::load().unwrap_err();
                 let text = format!("{err:#}");
@@ -733,6 +738,8 @@ mod tests {
     #[test]
     fn numeric_looking_secrets_stay_strings() {
         Jail::expect_with(|jail| {
+            // The test environment may carry DATABASE_URL, REDIS_URL or AUTHD_*.
+            jail.clear_env();
             jail.set_env("AUTHD_MAIL__SMTP__USERNAME", "12345");
             jail.set_env("AUTHD_MAIL__SMTP__PASSWORD", "007");
             jail.set_env("AUTHD_REDIS__KEY_PREFIX", "1.50");

@@ -19,7 +19,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cookies::CookiePolicy;
 use crate::error;
-use crate::health::Readiness;
 use crate::routes;
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
 use crate::stores::{self, Backends};
@@ -83,15 +82,17 @@ impl ApplicationBuilder {
         self
     }
 
-    /// Connects the stores, builds the flows and binds the listener.
-    pub async fn build(self) -> anyhow::Result<Application> {
+    /// Connects the stores and builds the flows, without binding a listener: what another
+    /// actix-web app needs to share the stores and require sessions with
+    /// [`crate::CurrentUser`] or [`crate::RequireSession`].
+    pub async fn build_parts(self) -> anyhow::Result<Parts> {
         let settings = self.settings;
         let clock = self.clock;
         // Before any store exists: tiers create their metric handles at construction.
         let metrics = telemetry::metrics_handle();
 
-        let policy = CookiePolicy::new(settings.cookie.secure);
-        if policy.is_secure() {
+        let cookie_policy = CookiePolicy::new(settings.cookie.secure);
+        if cookie_policy.is_secure() {
             if settings.public_base_url().starts_with("http://") {
                 tracing::warn!(
                     public_base_url = settings.public_base_url(),
@@ -143,17 +144,47 @@ impl ApplicationBuilder {
         .await
         .context("the flows could not be built")?
         .context("invalid auth settings")?;
+        Ok(Parts { service, cookie_policy, backends, metrics, settings })
+    }
 
+    /// Connects the stores, builds the flows and binds the listener.
+    pub async fn build(self) -> anyhow::Result<Application> {
+        let parts = self.build_parts().await?;
+        let settings = &parts.settings;
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let local_addr = listener.local_addr()?;
-        let server = server(&settings, listener, &service, policy, &backends.readiness, metrics)?;
+        let server = server(settings, listener, &parts)?;
         tracing::info!(
             address = %local_addr,
             public_base_url = settings.public_base_url(),
             "authd listening"
         );
+        let Parts { service, backends, .. } = parts;
         Ok(Application { local_addr, server, service, backends })
+    }
+}
+
+/// The service's parts without its HTTP server (see [`ApplicationBuilder::build_parts`]).
+pub struct Parts {
+    /// The flows, over the composed stores.
+    pub service: AuthService,
+    /// How the session cookie is named and flagged.
+    pub cookie_policy: CookiePolicy,
+    /// The composed tiers (keep them alive: they own the Redis background tasks).
+    pub backends: Backends,
+    /// The Prometheus recorder's handle.
+    pub metrics: PrometheusHandle,
+    /// The settings the parts were built from.
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("cookie_policy", &self.cookie_policy)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
     }
 }
 
@@ -251,18 +282,11 @@ fn mailer_from(settings: &Settings) -> anyhow::Result<Arc<dyn Mailer>> {
 }
 
 /// The actix-web server on `listener`.
-fn server(
-    settings: &Settings,
-    listener: TcpListener,
-    service: &AuthService,
-    policy: CookiePolicy,
-    readiness: &Readiness,
-    metrics: PrometheusHandle,
-) -> anyhow::Result<Server> {
-    let service = web::Data::new(service.clone());
-    let policy = web::Data::new(policy);
-    let readiness = web::Data::new(readiness.clone());
-    let metrics = web::Data::new(metrics);
+fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::Result<Server> {
+    let service = web::Data::new(parts.service.clone());
+    let policy = web::Data::new(parts.cookie_policy);
+    let readiness = web::Data::new(parts.backends.readiness.clone());
+    let metrics = web::Data::new(parts.metrics.clone());
     let json_limit = settings.server.json_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
