@@ -8,6 +8,7 @@
 //! how long a missed message could matter.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cache_core::invalidation::Invalidation;
 use cache_core::{RevocationSink, StoreError, UserCache};
@@ -90,6 +91,22 @@ async fn flush(target: &dyn InvalidationTarget, why: &'static str) {
     }
 }
 
+/// Subscribes to `channel`, retrying with a backoff (up to 1 s) until it works: a
+/// listener that silently stayed unsubscribed would never flush again.
+async fn subscribe(client: &Client, channel: &str) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match client.subscribe(channel).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::debug!(%error, "invalidation subscribe failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 async fn run(
     client: Client,
     mut messages: tokio::sync::broadcast::Receiver<fred::types::Message>,
@@ -140,11 +157,7 @@ async fn run(
                 Ok(_) | Err(RecvError::Lagged(_)) => {
                     // Subscriptions do not survive a new connection: subscribe again, then
                     // flush what may have been missed while no subscription existed.
-                    if let Err(error) = client.subscribe(channel.as_str()).await {
-                        tracing::warn!(%error, "invalidation subscribe failed; will retry on reconnect");
-                        flush(&*target, "subscribe failed").await;
-                        continue;
-                    }
+                    subscribe(&client, &channel).await;
                     flush(&*target, "resubscribed").await;
                     if let Some(tx) = subscribed.take() {
                         let _ = tx.send(());
@@ -157,13 +170,14 @@ async fn run(
                 Err(RecvError::Closed) => return,
             },
             event = errors.recv() => match event {
-                Ok((error, _)) => {
-                    if connected {
-                        tracing::warn!(%error, "invalidation channel lost; memory tier flushed");
-                    }
+                // Once per outage: while disconnected nothing new can be missed that the
+                // flush after resubscribing does not cover (and the memory TTL bounds).
+                Ok((error, _)) if connected => {
+                    tracing::warn!(%error, "invalidation channel lost; memory tier flushed");
                     connected = false;
                     flush(&*target, "connection lost").await;
                 }
+                Ok((error, _)) => tracing::debug!(%error, "invalidation channel still down"),
                 Err(RecvError::Lagged(_)) => flush(&*target, "lagged").await,
                 Err(RecvError::Closed) => return,
             },
