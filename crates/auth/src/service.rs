@@ -470,7 +470,7 @@ impl AuthService {
     }
 
     /// Changes the caller's password after checking the current one, then ends every
-    /// other session; returns how many were ended.
+    /// other session and voids pending reset links; returns how many sessions were ended.
     pub async fn change_password(
         &self,
         auth: &Authenticated,
@@ -493,6 +493,8 @@ impl AuthService {
             stores.sessions.delete_user_sessions(user, Some(auth.session.key.hash)).await?;
         metrics::counter!("auth_sessions_revoked_total", "reason" => "password_change")
             .increment(revoked);
+        // A reset link mailed before the change would otherwise undo it.
+        stores.verifications.delete_verifications(user, Purpose::PasswordReset).await?;
         Ok(revoked)
     }
 

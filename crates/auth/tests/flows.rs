@@ -577,3 +577,19 @@ async fn admins_can_end_every_session_of_a_user() {
     }
     assert_eq!(h.auth.revoke_user_sessions(user.id).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_password_change_voids_pending_reset_links() {
+    let mut h = Harness::new();
+    let email = unique_email();
+    h.verified_user(&email, PASSWORD).await;
+    h.auth.forgot_password(&email).await.unwrap();
+    let reset = token_in(&h.next_mail().await, "/reset-password");
+    let auth = h.validate(&h.login_token(&email, PASSWORD).await).await.unwrap();
+    h.auth.change_password(&auth, PASSWORD, "changed on purpose").await.unwrap();
+    assert!(matches!(
+        h.auth.reset_password(&reset, "attacker's password").await,
+        Err(AuthError::InvalidToken)
+    ));
+    h.login(&email, "changed on purpose").await.unwrap();
+}

@@ -275,3 +275,22 @@ async fn the_file_mailer_refuses_a_bad_recipient() {
     };
     assert!(matches!(mailer.send(mail).await, Err(MailError::Address(_))));
 }
+
+/// A mail server that never answers.
+struct Stuck;
+
+#[async_trait::async_trait]
+impl Mailer for Stuck {
+    async fn send(&self, _: OutgoingMail) -> Result<(), MailError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn flows_do_not_wait_for_the_mail_server() {
+    let auth = service_with_mailer(Arc::new(Stuck));
+    let email = unique_email();
+    auth.register(register(&email)).await.unwrap();
+    auth.resend_verification(&email).await.unwrap();
+    auth.register(register(&email)).await.unwrap();
+}
