@@ -21,6 +21,7 @@
 //! Architecture invariant: time comes from the injected clock; Redis `TIME` is never
 //! used, and no `KEYS` command is ever sent.
 
+mod bulk;
 mod codec;
 mod config;
 mod error;
@@ -32,6 +33,7 @@ mod store;
 
 pub use fred;
 
+pub use bulk::BULK_PIPELINE;
 pub use config::RedisConfig;
 pub use impls::TIER;
 pub use listener::{InvalidationListener, InvalidationTarget};
