@@ -129,8 +129,9 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// A password hash nobody's password matches, verified for unknown emails so that a login
-/// for a missing account costs the same as a wrong password.
+/// The password behind the dummy hash that unknown emails are verified against, so that a
+/// login for a missing account costs one argon2 verification like a wrong password does.
+/// Its value is irrelevant: that path answers `InvalidCredentials` whatever the outcome.
 const DUMMY_PASSWORD: &str = "tiered-auth dummy password, never a real one";
 
 /// How often a conflicting renewal is retried before the session is served as read.
