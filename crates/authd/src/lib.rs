@@ -13,6 +13,8 @@
 //! environment variables; the flows live in `auth`, the stores in the `cache-*` crates.
 
 pub mod api;
+#[cfg(feature = "bench-routes")]
+pub mod bench_routes;
 pub mod cookies;
 pub mod error;
 pub mod extract;

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 
 use actix_web::Error;
+use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use futures::future::{LocalBoxFuture, Ready, ready};
 
@@ -22,7 +23,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
     type Transform = RequireSessionMiddleware<S>;
     type InitError = ();
@@ -43,7 +44,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -52,9 +53,12 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let service = self.service.clone();
         Box::pin(async move {
-            // Stores the result in the request's extensions on success.
-            CurrentUser::authenticate(req.request()).await?;
-            service.call(req).await
+            // Stores the result in the request's extensions on success. A refusal is a
+            // response, not an error, so that the middlewares around this one see it.
+            match CurrentUser::authenticate(req.request()).await {
+                Ok(_) => Ok(service.call(req).await?.map_into_left_body()),
+                Err(e) => Ok(req.error_response(e).map_into_right_body()),
+            }
         })
     }
 }

@@ -1245,3 +1245,173 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     stopping.await.unwrap();
     let _ = app.task.await;
 }
+
+/// With Redis configured but down, the service is `degraded`, not down: every flow works
+/// from memory + SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_degraded_not_fatal() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let Some(app) = spawn_app_with(Setup::Sqlite, |s| {
+        s.redis.url = Some(format!("redis://127.0.0.1:{port}").into());
+        s.redis.connect_timeout_ms = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    app.run(|app| {
+        Box::pin(async move {
+            let ready = app.get("/health/ready", None).await;
+            ready.expect(200);
+            assert_eq!(ready.body["status"], "degraded", "{}", ready.text);
+            assert_eq!(ready.body["tiers"]["redis"]["status"], "down");
+            assert_eq!(ready.body["tiers"]["sql"]["status"], "up");
+            let user = app.signup().await;
+            app.assert_live(&user.cookie).await;
+            app.logout(&user.cookie).await.expect(204);
+            app.assert_dead(&user.cookie).await;
+        })
+    })
+    .await;
+}
+
+/// The newest mail in `dir` to `to` with a `path` link: its token.
+fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut newest: Option<(SystemTime, String)> = None;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
+        let text = decode_quoted_printable(&raw);
+        let to_line = format!("to: {}", to.to_ascii_lowercase());
+        let marker = format!("{path}#token=");
+        if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
+            continue;
+        }
+        let Some(i) = text.find(&marker) else { continue };
+        let token: String = text[i + marker.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let modified = entry.metadata().ok()?.modified().ok()?;
+        if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
+            newest = Some((modified, token));
+        }
+    }
+    newest.map(|(_, token)| token)
+}
+
+/// Another actix-web app sharing the stores: `CurrentUser` and `RequireSession` let only
+/// valid sessions through, with the JSON 401 otherwise.
+#[actix_web::test]
+async fn extractor_and_middleware_protect_another_app() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use actix_web::{App, HttpResponse, test as atest, web};
+    use authd::{CookiePolicy, CurrentUser, RequireSession};
+
+    init_logs();
+    let clock = ManualClock::starting_now();
+    let mail_dir = TempDir::new("mail");
+    let sql = cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap();
+    let parts = Application::builder(base_settings(&mail_dir.0))
+        .clock(clock.clone())
+        .sql_store(sql)
+        .insecure_fast_hashing()
+        .build_parts()
+        .await
+        .unwrap();
+    let service = parts.service.clone();
+
+    // A verified user with a session, through the flows directly.
+    let email = random_email();
+    service
+        .register(auth::RegisterInput {
+            name: "Other App User".into(),
+            email: email.clone(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let token = loop {
+        if let Some(token) = token_in_dir(&mail_dir.0, &email, "/verify-email") {
+            break token;
+        }
+        assert!(Instant::now() < deadline, "no verification mail");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    service.verify_email(&token).await.unwrap();
+    let client = auth::ClientInfo { user_agent: None, ip: None };
+    let login = service
+        .login(auth::LoginInput { email: email.clone(), password: PASSWORD.into() }, &client)
+        .await
+        .unwrap();
+    let cookie = format!("session={}", login.token.encode());
+
+    static PRIVATE_CALLS: AtomicUsize = AtomicUsize::new(0);
+    let app = atest::init_service(
+        App::new()
+            .app_data(web::Data::new(service.clone()))
+            .app_data(web::Data::new(CookiePolicy::insecure_plain_http()))
+            .route(
+                "/hello",
+                web::get().to(|user: CurrentUser| async move {
+                    HttpResponse::Ok().body(format!("hello {}", user.user().email))
+                }),
+            )
+            .route(
+                "/maybe",
+                web::get().to(|user: Option<CurrentUser>| async move {
+                    HttpResponse::Ok().body(if user.is_some() { "in" } else { "out" })
+                }),
+            )
+            .service(web::scope("/private").wrap(RequireSession).route(
+                "/area",
+                web::get().to(|user: CurrentUser| async move {
+                    PRIVATE_CALLS.fetch_add(1, Ordering::SeqCst);
+                    HttpResponse::Ok().body(user.session().key.hash.to_hex())
+                }),
+            )),
+    )
+    .await;
+
+    let call = |path: &'static str, cookie: Option<String>| {
+        let mut request = atest::TestRequest::get().uri(path);
+        if let Some(cookie) = cookie {
+            request = request.insert_header(("cookie", cookie));
+        }
+        request.to_request()
+    };
+    let ok = atest::call_service(&app, call("/hello", Some(cookie.clone()))).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(atest::read_body(ok).await, format!("hello {email}").as_bytes());
+
+    for bad in [None, Some("session=garbage".to_owned()), Some("other=1".to_owned())] {
+        let refused = atest::call_service(&app, call("/hello", bad.clone())).await;
+        assert_eq!(refused.status(), 401, "{bad:?}");
+        let body: Value = atest::read_body_json(refused).await;
+        assert_eq!(body["error"]["code"], "unauthenticated");
+
+        let private = atest::call_service(&app, call("/private/area", bad.clone())).await;
+        assert_eq!(private.status(), 401, "{bad:?}");
+        let body: Value = atest::read_body_json(private).await;
+        assert_eq!(body["error"]["code"], "unauthenticated");
+
+        let maybe = atest::call_service(&app, call("/maybe", bad)).await;
+        assert_eq!(atest::read_body(maybe).await, "out".as_bytes());
+    }
+    assert_eq!(PRIVATE_CALLS.load(Ordering::SeqCst), 0, "a refused request reached the handler");
+
+    let private = atest::call_service(&app, call("/private/area", Some(cookie.clone()))).await;
+    assert_eq!(private.status(), 200);
+    assert_eq!(atest::read_body(private).await, login.session.key.hash.to_hex().as_bytes());
+    assert_eq!(PRIVATE_CALLS.load(Ordering::SeqCst), 1);
+    let maybe = atest::call_service(&app, call("/maybe", Some(cookie.clone()))).await;
+    assert_eq!(atest::read_body(maybe).await, "in".as_bytes());
+
+    // A logout through the flows is seen by the other app at once.
+    service.logout(&login.token.encode()).await.unwrap();
+    let after = atest::call_service(&app, call("/hello", Some(cookie))).await;
+    assert_eq!(after.status(), 401);
+}

@@ -58,4 +58,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/verify-email").route(web::get().to(pages::verify_email_page)))
         .service(resource("/reset-password").route(web::get().to(pages::reset_password_page)))
         .service(resource("/assets/auth-pages.js").route(web::get().to(pages::script)));
+    #[cfg(feature = "bench-routes")]
+    cfg.configure(crate::bench_routes::configure);
 }

@@ -1,0 +1,160 @@
+//! Bench-only routes, compiled only with the `bench-routes` cargo feature (never in the
+//! default build): the baselines `cargo xtask bench` puts next to `/v1/me`.
+//!
+//! - `GET /bench/baseline/redis`: one raw fred `GET` of the key `{prefix}bench:baseline`
+//!   (written by `cargo xtask seed`), nothing else.
+//! - `GET /bench/baseline/sql`: one raw diesel primary-key select of one seeded session
+//!   row (prepared and cached per connection, as the store's own queries are), nothing
+//!   else.
+//!
+//! The clients are this module's own, built on the first request from the settings the
+//! process was started with ([`crate::Settings::load`]) with the same pool sizes as the
+//! stores, so a baseline costs what the tier's driver costs and nothing of ours. A
+//! baseline whose backend is not configured answers 503.
+
+use actix_web::{HttpResponse, web};
+use cache_redis::fred;
+use cache_redis::fred::interfaces::{ClientLike as _, KeysInterface as _};
+use cache_sql::{bb8, diesel_async};
+use diesel::{ExpressionMethods as _, QueryDsl as _};
+use diesel_async::RunQueryDsl as _;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use secrecy::ExposeSecret as _;
+use tokio::sync::OnceCell;
+
+use crate::settings::Settings;
+
+/// Suffix (after the configured Redis key prefix) of the string key the Redis baseline
+/// reads. `cargo xtask seed` writes it.
+pub const BASELINE_REDIS_KEY: &str = "bench:baseline";
+
+diesel::table! {
+    /// The `sessions` table, as far as the SQL baseline reads it.
+    sessions (token_hash) {
+        token_hash -> Binary,
+        user_id -> BigInt,
+        created_at -> Timestamptz,
+        renewed_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        absolute_expires_at -> Timestamptz,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        version -> BigInt,
+    }
+}
+
+/// One session row, read as raw values (no conversion into domain types).
+type RawSessionRow = (
+    Vec<u8>,
+    i64,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+type PgPool = bb8::Pool<AsyncDieselConnectionManager<diesel_async::AsyncPgConnection>>;
+
+/// The baselines' own clients.
+struct Baselines {
+    redis: Option<(fred::clients::Pool, String)>,
+    sql: Option<(PgPool, Vec<u8>)>,
+}
+
+static BASELINES: OnceCell<Baselines> = OnceCell::const_new();
+
+/// Mounts the bench-only routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/bench/baseline/redis", web::get().to(baseline_redis))
+        .route("/bench/baseline/sql", web::get().to(baseline_sql));
+}
+
+async fn baselines() -> Result<&'static Baselines, HttpResponse> {
+    BASELINES.get_or_try_init(connect).await.map_err(|e| {
+        tracing::warn!(error = %e, "bench baselines could not connect");
+        unavailable("the bench baselines could not connect")
+    })
+}
+
+async fn connect() -> anyhow::Result<Baselines> {
+    let settings = Settings::load()?;
+    let redis = match &settings.redis.url {
+        Some(url) => {
+            let config = fred::prelude::Config::from_url(url.expose_secret())?;
+            let pool = fred::prelude::Builder::from_config(config)
+                .with_connection_config(|c| {
+                    c.tcp = fred::prelude::TcpConfig { nodelay: Some(true), ..Default::default() };
+                })
+                .build_pool(settings.redis.pool_size.max(1))?;
+            pool.init().await?;
+            Some((pool, format!("{}{BASELINE_REDIS_KEY}", settings.redis.key_prefix)))
+        }
+        None => None,
+    };
+    let url = settings.database.url.expose_secret();
+    let sql = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let manager = AsyncDieselConnectionManager::new(url);
+        let pool = bb8::Pool::builder().max_size(settings.database.pool_size.max(1)).build(manager).await?;
+        let hash = {
+            let mut conn = pool.get().await?;
+            sessions::table.select(sessions::token_hash).first::<Vec<u8>>(&mut conn).await?
+        };
+        Some((pool, hash))
+    } else {
+        None
+    };
+    Ok(Baselines { redis, sql })
+}
+
+fn unavailable(what: &'static str) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().body(what)
+}
+
+/// One raw fred `GET`.
+async fn baseline_redis() -> HttpResponse {
+    let baselines = match baselines().await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let Some((pool, key)) = &baselines.redis else {
+        return unavailable("redis is not configured");
+    };
+    match pool.get::<Option<String>, _>(key.as_str()).await {
+        Ok(Some(value)) => HttpResponse::Ok().body(value),
+        Ok(None) => HttpResponse::NotFound().body("baseline key not seeded"),
+        Err(e) => {
+            tracing::debug!(error = %e, "baseline GET failed");
+            unavailable("redis GET failed")
+        }
+    }
+}
+
+/// One raw diesel primary-key select.
+async fn baseline_sql() -> HttpResponse {
+    let baselines = match baselines().await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let Some((pool, hash)) = &baselines.sql else {
+        return unavailable("postgres is not configured");
+    };
+    let row = async {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        sessions::table
+            .filter(sessions::token_hash.eq(hash.as_slice()))
+            .first::<RawSessionRow>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match row {
+        Ok(row) => HttpResponse::Ok().body(row.1.to_string()),
+        Err(e) => {
+            tracing::debug!(error = %e, "baseline select failed");
+            unavailable("postgres select failed")
+        }
+    }
+}
