@@ -179,6 +179,7 @@ impl SessionStore for RedisStore {
             millis(self.shared.config.fence_ttl).into(),
             keys.channel().into(),
             message.into(),
+            "all".into(),
         ];
         let deleted: i64 = self
             .shared

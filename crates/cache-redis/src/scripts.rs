@@ -126,9 +126,11 @@ return present
 ";
 
 /// delete_user_sessions (and replayed revoke-alls). KEYS: index, fence. ARGV: user key
-/// base, kept hash (or empty), revocation time, now, fence TTL ms, channel, message.
-/// Raises the fence (never lowers it), deletes every indexed session it covers and
-/// returns how many of them were live.
+/// base, kept hash (or empty), revocation time, now, fence TTL ms, channel, message,
+/// scope (`all`: every indexed session but the kept one, as SQL deletes them, whatever a
+/// skewed clock stamped on them; `covered`: only those created at or before the
+/// revocation, for a replay that must not touch later logins). Raises the fence (never
+/// lowers it), deletes the sessions in scope and returns how many of them were live.
 const REVOKE_ALL: &str = r"
 local idx, fence, base, keep, at, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cur = redis.call('HGET', fence, 'at')
@@ -143,7 +145,7 @@ for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
     local f = redis.call('HMGET', s, 'c', 'e', 'a')
     if not f[1] then
       redis.call('ZREM', idx, m)
-    elseif num(f[1]) <= num(at) then
+    elseif ARGV[8] == 'all' or num(f[1]) <= num(at) then
       if num(now) < num(f[2]) and num(now) < num(f[3]) then n = n + 1 end
       redis.call('DEL', s)
       redis.call('ZREM', idx, m)

@@ -395,6 +395,7 @@ fn revocation_call<'a>(
                 millis(shared.config.fence_ttl).into(),
                 "".into(),
                 "".into(),
+                "covered".into(),
             ],
         ),
     }

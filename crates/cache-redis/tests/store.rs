@@ -289,3 +289,32 @@ async fn listener_flushes_its_target_when_the_connection_drops() {
     }
     drop(server);
 }
+
+/// A live revoke-all deletes every session of the user but the kept one, as SQL does,
+/// even one stamped by a clock running ahead; a replayed (older) revoke-all deletes only
+/// the sessions it covers, never a later login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_all_scope_live_and_replayed() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&url, "scope"), clock.clone()).await.unwrap();
+    let user = random_user();
+    let mut ahead = sample_session(&clock, user);
+    ahead.created_at = clock.now() + chrono::Duration::seconds(5);
+    ahead.renewed_at = ahead.created_at;
+    store.create(&ahead).await.unwrap();
+    assert_eq!(store.delete_user_sessions(user, None).await.unwrap(), 1);
+    assert_eq!(store.get(&ahead.key).await.unwrap(), None);
+
+    let other = random_user();
+    let before = sample_session(&clock, other);
+    store.create(&before).await.unwrap();
+    let at = clock.now();
+    clock.advance(chrono::Duration::seconds(1));
+    let after = sample_session(&clock, other);
+    store.create(&after).await.unwrap();
+    let replayed = cache_core::Revocation::AllOfUser { user: other, keep: None, at };
+    store.apply_revocations(&[replayed]).await.unwrap();
+    assert_eq!(store.get(&before.key).await.unwrap(), None);
+    assert_eq!(store.get(&after.key).await.unwrap(), Some(after));
+}
