@@ -190,8 +190,7 @@ impl SessionStore for SqlStore {
 
     async fn put(&self, session: &Session) -> StoreResult<bool> {
         let p = SessionParams::from(session);
-        self.count(1);
-        let stored = with_conn!(self, |conn| {
+        let (stored, statements) = with_conn!(self, |conn| {
             conn.transaction::<_, SqlError, _>(|conn| {
                 async move {
                     conn.lock_user(p.user).await?;
@@ -218,7 +217,7 @@ impl SessionStore for SqlStore {
                         .execute(conn)
                         .await?;
                     if inserted > 0 {
-                        return Ok(true);
+                        return Ok((true, 1));
                     }
                     // Present already: only a newer snapshot of the same user's session
                     // replaces it.
@@ -239,12 +238,13 @@ impl SessionStore for SqlStore {
                     ))
                     .execute(conn)
                     .await?;
-                    Ok(updated > 0)
+                    Ok((updated > 0, 2))
                 }
                 .scope_boxed()
             })
             .await
         })?;
+        self.count(statements);
         Ok(stored)
     }
 
