@@ -278,10 +278,16 @@ async fn watch_events(shared: Arc<Shared>, client: Client) {
             event = errors.recv() => match event {
                 Ok((error, server)) => {
                     let server = server.map(|s| s.to_string()).unwrap_or_default();
-                    if shared.trust.logged.swap(DOWN, Ordering::SeqCst) == HEALTHY {
-                        tracing::warn!(%error, %server, "redis connection lost; reads go to the other tiers until it is back and replayed");
-                    } else {
-                        tracing::debug!(%error, %server, "redis connection error");
+                    match shared.trust.logged.swap(DOWN, Ordering::SeqCst) {
+                        HEALTHY => tracing::warn!(
+                            %error, %server,
+                            "redis connection lost; reads go to the other tiers until it is back and replayed"
+                        ),
+                        NEVER_CONNECTED => tracing::warn!(
+                            %error, %server,
+                            "cannot reach redis yet; reads go to the other tiers meanwhile"
+                        ),
+                        _ => tracing::debug!(%error, %server, "redis connection error"),
                     }
                     shared.trust.distrust();
                 }
