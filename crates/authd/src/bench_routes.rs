@@ -97,7 +97,10 @@ async fn connect() -> anyhow::Result<Baselines> {
     let url = settings.database.url.expose_secret();
     let sql = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let manager = AsyncDieselConnectionManager::new(url);
-        let pool = bb8::Pool::builder().max_size(settings.database.pool_size.max(1)).build(manager).await?;
+        let pool = bb8::Pool::builder()
+            .max_size(settings.database.pool_size.max(1))
+            .build(manager)
+            .await?;
         let hash = {
             let mut conn = pool.get().await?;
             sessions::table.select(sessions::token_hash).first::<Vec<u8>>(&mut conn).await?
