@@ -45,7 +45,10 @@ fn every_source_file_starts_with_a_module_doc() {
 
 /// Names of the dependencies in `[table]` of a manifest.
 fn deps(manifest: &toml::Table, table: &str) -> Vec<String> {
-    manifest.get(table).and_then(|t| t.as_table()).map_or_else(Vec::new, |t| t.keys().cloned().collect())
+    manifest
+        .get(table)
+        .and_then(|t| t.as_table())
+        .map_or_else(Vec::new, |t| t.keys().cloned().collect())
 }
 
 fn manifest(krate: &str) -> toml::Table {
@@ -92,8 +95,20 @@ fn crates_depend_only_downward() {
 #[test]
 fn cache_core_depends_on_no_driver_or_framework() {
     const FORBIDDEN: &[&str] = &[
-        "fred", "redis", "diesel", "diesel-async", "bb8", "moka", "actix-web", "actix-session",
-        "lettre", "argon2", "tokio-postgres", "libsqlite3-sys", "reqwest", "hyper",
+        "fred",
+        "redis",
+        "diesel",
+        "diesel-async",
+        "bb8",
+        "moka",
+        "actix-web",
+        "actix-session",
+        "lettre",
+        "argon2",
+        "tokio-postgres",
+        "libsqlite3-sys",
+        "reqwest",
+        "hyper",
     ];
     let m = manifest("cache-core");
     for dep in deps(&m, "dependencies") {
@@ -105,7 +120,10 @@ fn cache_core_depends_on_no_driver_or_framework() {
     if let Some(features) = tokio.and_then(|f| f.as_array()) {
         for f in features {
             let f = f.as_str().unwrap_or_default();
-            assert!(!["net", "fs", "io-util", "process", "full"].contains(&f), "cache-core uses tokio/{f}");
+            assert!(
+                !["net", "fs", "io-util", "process", "full"].contains(&f),
+                "cache-core uses tokio/{f}"
+            );
         }
     }
 }
