@@ -23,6 +23,7 @@ compile_error!("cache-sql needs the `postgres` or the `sqlite` feature (or both)
 mod macros;
 
 mod accounts;
+mod analytics;
 mod bulk;
 mod error;
 mod rows;
@@ -33,6 +34,7 @@ mod store;
 pub mod testing;
 mod verifications;
 
+pub use analytics::ExpiredSession;
 pub use bulk::BULK_ROWS_PER_STATEMENT;
 pub use store::{PoolState, SqlConfig, SqlStore};
 
