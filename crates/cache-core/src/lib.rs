@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate does no I/O and depends on no driver or framework.
 //! The only system call it makes is reading the OS CSPRNG for new tokens.
 
+pub mod abuse;
 pub mod breaker;
 pub mod clock;
 mod coalesce;
@@ -19,6 +20,12 @@ pub mod store;
 pub mod tiered;
 pub mod token;
 
+pub use abuse::{
+    BlockList, BlockReason, BlockSet, Cidr, Decision, EventId, FallbackLimiter, IpBlock, Limit,
+    RateKey, RateLimitStore, SlidingLog,
+};
+#[cfg(feature = "mock")]
+pub use abuse::{MockBlockList, MockRateLimitStore};
 pub use breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Conflict, StoreError, StoreResult};
