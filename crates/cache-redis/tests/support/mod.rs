@@ -210,9 +210,17 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        self.watchdog = Some(watchdog(child.id()));
+        let pid = child.id();
+        self.watchdog = Some(watchdog(pid));
         self.child = Some(child);
         wait_for_ping(self.port, Duration::from_secs(10));
+        // The port was free when picked; make sure it is our process that answers.
+        let info = self.cli(&["info", "server"]);
+        assert!(
+            info.lines().any(|l| l.trim() == format!("process_id:{pid}")),
+            "port {} is served by another process",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
