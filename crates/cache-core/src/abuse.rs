@@ -473,6 +473,32 @@ impl<P: RateLimitStore, F: RateLimitStore> RateLimitStore for FallbackLimiter<P,
     }
 }
 
+/// The SHA-256 of a configured secret (an admin token), kept instead of the secret, and
+/// compared in constant time. Hashing both sides first also makes the comparison's time
+/// independent of the presented value's length.
+#[derive(Clone)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    /// The digest of `secret`.
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Whether `presented` is the secret, in time independent of where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(self.0.ct_eq(&presented))
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDigest(<redacted>)")
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // IP blocks
 // ---------------------------------------------------------------------------------------
@@ -903,6 +929,15 @@ mod tests {
         assert_eq!(RateKey::new("Lo{g}", "x", "s").as_str()[..6], *"lo_g_:");
         assert_eq!(EventId::of("a"), EventId::of("a"));
         assert_ne!(EventId::random().unwrap(), EventId::random().unwrap());
+    }
+
+    #[test]
+    fn secret_digests_match_only_their_secret() {
+        let digest = SecretDigest::of("s3cret-admin-token");
+        assert!(digest.matches("s3cret-admin-token"));
+        assert!(!digest.matches("s3cret-admin-token "));
+        assert!(!digest.matches(""));
+        assert_eq!(format!("{digest:?}"), "SecretDigest(<redacted>)");
     }
 
     #[test]

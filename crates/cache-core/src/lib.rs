@@ -22,7 +22,7 @@ pub mod token;
 
 pub use abuse::{
     BlockList, BlockReason, BlockSet, Cidr, Decision, EventId, FallbackLimiter, IpBlock, Limit,
-    RateKey, RateLimitStore, SlidingLog,
+    RateKey, RateLimitStore, SecretDigest, SlidingLog,
 };
 #[cfg(feature = "mock")]
 pub use abuse::{MockBlockList, MockRateLimitStore};
