@@ -56,6 +56,18 @@ pub enum ApiError {
     /// Anything unexpected (logged, answered as an opaque 500).
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The admin API is off because no `admin.token` is configured (404).
+    #[error("the admin API is disabled: no admin token is configured")]
+    AdminDisabled,
+    /// The admin bearer token is missing or wrong (401, `WWW-Authenticate: Bearer`).
+    #[error("a valid admin bearer token is required")]
+    AdminUnauthorized,
+    /// The client's address is blocked (403), answered before any other work.
+    #[error("requests from this address are blocked")]
+    IpBlocked,
+    /// A state-changing request carrying the session cookie from another origin (403).
+    #[error("cross-origin request refused: state-changing requests must come from this site")]
+    Csrf,
 }
 
 impl ApiError {
@@ -69,6 +81,10 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
+            ApiError::AdminDisabled => "admin_disabled",
+            ApiError::AdminUnauthorized => "admin_unauthorized",
+            ApiError::IpBlocked => "ip_blocked",
+            ApiError::Csrf => "csrf",
         }
     }
 
@@ -128,6 +144,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::AdminDisabled => StatusCode::NOT_FOUND,
+            ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::IpBlocked | ApiError::Csrf => StatusCode::FORBIDDEN,
         }
     }
 
@@ -140,6 +159,12 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if matches!(self, ApiError::AdminUnauthorized) {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"authd-admin\""),
+            ));
         }
         response.json(ErrorBody {
             error: ErrorDetail { code: self.code().to_owned(), message: self.public_message() },

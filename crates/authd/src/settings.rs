@@ -47,6 +47,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Log output.
     pub log: LogSettings,
+    /// The admin API (`/v1/admin/*`).
+    pub admin: AdminSettings,
 }
 
 impl Default for Settings {
@@ -61,6 +63,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             auth: AuthSettings::default(),
             log: LogSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -377,6 +380,20 @@ impl Default for LogSettings {
     }
 }
 
+/// The admin API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The bearer token of `/v1/admin/*` (at least 32 characters; generate it, e.g.
+    /// `openssl rand -base64 32`). Unset (the default): the admin API is disabled and
+    /// answers 404 `admin_disabled`. Only its SHA-256 is kept in memory.
+    pub token: Option<SecretString>,
+}
+
+/// Shortest accepted admin token: 32 characters of a generated secret are far beyond
+/// guessing, and rule out a typed-in password.
+pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
+
 impl Settings {
     /// Loads the settings from the process environment and the configuration file, and
     /// validates them.
@@ -516,6 +533,12 @@ impl Settings {
             a.password_max_chars >= a.password_min_chars,
             "auth.password_max_chars must be >= auth.password_min_chars"
         );
+        if let Some(token) = &self.admin.token {
+            ensure!(
+                token.expose_secret().chars().count() >= ADMIN_TOKEN_MIN_CHARS,
+                "admin.token must be at least {ADMIN_TOKEN_MIN_CHARS} characters long"
+            );
+        }
         let min = auth::Argon2Params::MINIMUM;
         ensure!(
             a.argon2_memory_kib >= min.memory_kib
@@ -720,6 +743,7 @@ mod tests {
             ("[auth]\nargon2_memory_kib = 1024\n", "argon2"),
             ("[auth]\npassword_max_chars = 64\n", "password_max_chars"),
             ("public_base_url = \"example.com\"\n", "public_base_url"),
+            ("[admin]\ntoken = \"short\"\n", "admin.token"),
             ("[server]\nlisten = \"nowhere\"\n", "listen"),
         ];
         for (toml, needle) in cases {

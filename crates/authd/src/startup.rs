@@ -20,6 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::cookies::CookiePolicy;
 use crate::error;
 use crate::routes;
+use crate::security::AdminGuard;
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
 use crate::stores::{self, Backends};
 use crate::telemetry;
@@ -287,6 +288,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let policy = web::Data::new(parts.cookie_policy);
     let readiness = web::Data::new(parts.backends.readiness.clone());
     let metrics = web::Data::new(parts.metrics.clone());
+    let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let json_limit = settings.server.json_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -294,6 +296,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .app_data(policy.clone())
             .app_data(readiness.clone())
             .app_data(metrics.clone())
+            .app_data(admin.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(json_limit)
