@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lettre::message::Body;
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
@@ -100,12 +101,19 @@ pub const DEFAULT_FROM: &str = "tiered-auth <no-reply@localhost>";
 
 fn build_message(from: &Mailbox, mail: OutgoingMail) -> Result<Message, MailError> {
     let to: Mailbox = mail.to.parse()?;
+    // 8bit keeps every line (the link above all) intact in the file and on the wire, where
+    // quoted-printable would fold it and escape its '='. It needs CRLF line ends and
+    // lines under 1,000 bytes; anything else falls back to lettre's own choice. (Built
+    // here rather than through a header, where lettre would panic on a bad body.)
+    let crlf = mail.text.replace("\r\n", "\n").replace('\n', "\r\n");
+    let body = Body::new_with_encoding(crlf, ContentTransferEncoding::EightBit)
+        .unwrap_or_else(|bytes| Body::new(bytes));
     Ok(Message::builder()
         .from(from.clone())
         .to(to)
         .subject(mail.subject)
         .header(ContentType::TEXT_PLAIN)
-        .body(mail.text)?)
+        .body(body)?)
 }
 
 /// Writes one `.eml` file per message into a folder (created on first use), through

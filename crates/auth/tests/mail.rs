@@ -256,6 +256,10 @@ async fn the_file_mailer_writes_one_eml_per_message() {
     let data = std::fs::read_to_string(&files[0]).unwrap();
     assert!(data.contains("From: Auth <auth@example.test>"));
     let token = link_token(&body_text(&data), "/verify-email");
+    // The link stands verbatim on one line of the file (8bit, no folding), so a plain
+    // `grep -o 'token=...'` finds it, as the README's quick start does.
+    assert!(data.contains("Content-Transfer-Encoding: 8bit"), "{data}");
+    assert!(data.contains(&format!("/verify-email#token={token}\r\n")), "{data}");
     auth.verify_email(&token).await.unwrap();
 
     auth.forgot_password(&email).await.unwrap();
