@@ -377,7 +377,8 @@ impl RevocationSink for RedisStore {
     /// Deletes every cached session, index, user and verification under the prefix
     /// (found with `SCAN`, on every primary of a Cluster). Fences and tombstones stay:
     /// they are revocation knowledge, not cache, and dropping them could let a stale
-    /// copy in another tier be written back.
+    /// copy in another tier be written back. Keys of other features under the same
+    /// prefix (analytics, markers) are left alone.
     async fn clear(&self) -> StoreResult<()> {
         let pattern = format!("{}*", glob_escape(self.shared.keys.prefix()));
         let client = self.shared.pool.next();
@@ -390,7 +391,7 @@ impl RevocationSink for RedisStore {
         while let Some(key) = stream.next().await {
             let key = key.map_err(RedisError::from)?;
             let Some(name) = key.as_str() else { continue };
-            if !(name.ends_with(":fence") || name.contains("}:t:")) {
+            if self.shared.keys.is_cache_entry(name) {
                 doomed.push(name.to_owned());
             }
         }

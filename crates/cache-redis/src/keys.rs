@@ -72,6 +72,21 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// Whether `key` is a cache entry this tier may drop on `clear`: a session, an index,
+    /// a profile, a verification or a verification set; not a fence or tombstone, nor a
+    /// key of another feature sharing the prefix.
+    pub(crate) fn is_cache_entry(&self, key: &str) -> bool {
+        let Some(rest) = key.strip_prefix(self.prefix.as_str()) else { return false };
+        if let Some(rest) = rest.strip_prefix("v:{") {
+            return rest.len() == 65 && rest.ends_with('}');
+        }
+        let Some(rest) = rest.strip_prefix("{u:") else { return false };
+        let Some((_user, tail)) = rest.split_once("}:") else { return false };
+        tail.starts_with("s:") || tail == "idx" || tail == "user" || tail.starts_with("vs:")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +122,30 @@ mod tests {
         assert_eq!(keys.session(user, &hash), format!("ta:{{u:42}}:s:{}", hash.to_hex()));
         assert_eq!(tag(&keys.verification(&hash)), hash.to_hex());
         assert_eq!(keys.channel(), "ta:invalidate");
+    }
+
+    #[test]
+    fn clear_drops_cache_entries_only() {
+        let keys = Keys::new("ta:");
+        let user = UserId::new(42).unwrap();
+        let hash = TokenHash::from_bytes([9; 32]);
+        for key in [
+            keys.session(user, &hash),
+            keys.index(user),
+            keys.user(user),
+            keys.verification(&hash),
+            keys.verification_set(user, Purpose::EmailVerification),
+        ] {
+            assert!(keys.is_cache_entry(&key), "{key}");
+        }
+        for key in [
+            keys.fence(user),
+            keys.tombstone(user, &hash),
+            "ta:{a:2026-11-27}:users".to_owned(),
+            "ta:warmed".to_owned(),
+            "tb:{u:42}:idx".to_owned(),
+        ] {
+            assert!(!keys.is_cache_entry(&key), "{key}");
+        }
     }
 }
