@@ -21,6 +21,7 @@
 //! Architecture invariant: time comes from the injected clock; Redis `TIME` is never
 //! used, and no `KEYS` command is ever sent.
 
+mod analytics;
 mod bulk;
 mod codec;
 mod config;
@@ -33,6 +34,7 @@ mod store;
 
 pub use fred;
 
+pub use analytics::{DayDelta, DayFigures};
 pub use bulk::BULK_PIPELINE;
 pub use config::RedisConfig;
 pub use impls::TIER;
