@@ -12,13 +12,18 @@
 //!   leaves a tombstone, a "revoke all" leaves a per-user fence, and neither a late cache
 //!   fill nor a racing write can bring such a session back. Revocations made on another
 //!   instance arrive through [`cache_core::RevocationSink`].
+//! - [`MemoryRateLimiter`] is the per-instance rate limiter (exact sliding-window logs under
+//!   a striped lock); [`MemoryBlockList`] an in-process IP block list for tests and
+//!   single-instance embeddings.
 //!
 //! Architecture invariant: this crate does no I/O and reads no wall clock.
 
+mod blocks;
 mod config;
 mod entry;
 mod fence;
 mod index;
+mod limiter;
 mod sessions;
 mod store;
 #[cfg(test)]
@@ -26,7 +31,9 @@ mod tests;
 mod users;
 mod verifications;
 
+pub use blocks::MemoryBlockList;
 pub use config::MemoryConfig;
+pub use limiter::MemoryRateLimiter;
 pub use moka;
 pub use store::MemoryStore;
 
