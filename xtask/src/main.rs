@@ -1,5 +1,34 @@
-//! `cargo xtask`: project tasks (migrations, seeding, benchmarks).
+//! `cargo xtask`: project tasks (migrations, seeding, benchmarks). Run
+//! `cargo xtask --help`; each task lives in its own module.
+
+mod migrate;
+mod seed;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "tiered-auth project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Applies the embedded SQL migrations.
+    Migrate(migrate::MigrateArgs),
+    /// Creates verified users and sessions (bench data), or the README's demo login.
+    Seed(seed::SeedArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("no task yet")
+    match Cli::parse().task {
+        Task::Migrate(args) => runtime()?.block_on(migrate::run(args)),
+        Task::Seed(args) => runtime()?.block_on(seed::run(args)),
+    }
+}
+
+/// The runtime of the async tasks (the stores are async).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
