@@ -101,13 +101,18 @@ pub const DEFAULT_FROM: &str = "tiered-auth <no-reply@localhost>";
 
 fn build_message(from: &Mailbox, mail: OutgoingMail) -> Result<Message, MailError> {
     let to: Mailbox = mail.to.parse()?;
-    // 8bit keeps every line (the link above all) intact in the file and on the wire, where
-    // quoted-printable would fold it and escape its '='. It needs CRLF line ends and
-    // lines under 1,000 bytes; anything else falls back to lettre's own choice. (Built
-    // here rather than through a header, where lettre would panic on a bad body.)
+    // 8bit keeps every line (the link above all) intact in the file and on the wire,
+    // where quoted-printable would fold it and escape its '='. RFC 5322 allows lines of
+    // up to 998 bytes; lettre's own chooser stops at 76, so the check is ours. Anything
+    // that does not fit (or holds a NUL) goes through lettre's choice of encoding.
     let crlf = mail.text.replace("\r\n", "\n").replace('\n', "\r\n");
-    let body = Body::new_with_encoding(crlf, ContentTransferEncoding::EightBit)
-        .unwrap_or_else(|bytes| Body::new(bytes));
+    let fits_8bit = !crlf.contains('\0')
+        && crlf.split("\r\n").all(|line| line.len() <= 998 && !line.contains('\r'));
+    let body = if fits_8bit {
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::EightBit)
+    } else {
+        Body::new(crlf)
+    };
     Ok(Message::builder()
         .from(from.clone())
         .to(to)
