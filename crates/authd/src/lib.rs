@@ -21,6 +21,7 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod openapi;
+pub mod ops;
 pub mod routes;
 pub mod security;
 pub mod settings;

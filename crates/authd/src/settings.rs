@@ -47,6 +47,12 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Log output.
     pub log: LogSettings,
+    /// The background janitor (expired sessions, verifications, old journal rows).
+    pub janitor: crate::ops::JanitorSettings,
+    /// Usage analytics (`/v1/admin/analytics`).
+    pub analytics: crate::ops::AnalyticsSettings,
+    /// Cache warming at start-up.
+    pub warm_up: crate::ops::WarmUpSettings,
     /// The admin API (`/v1/admin/*`).
     pub admin: AdminSettings,
 }
@@ -63,6 +69,9 @@ impl Default for Settings {
             mail: MailSettings::default(),
             auth: AuthSettings::default(),
             log: LogSettings::default(),
+            janitor: crate::ops::JanitorSettings::default(),
+            analytics: crate::ops::AnalyticsSettings::default(),
+            warm_up: crate::ops::WarmUpSettings::default(),
             admin: AdminSettings::default(),
         }
     }
@@ -502,6 +511,10 @@ impl Settings {
                 "redis.breaker_failure_threshold must be >= 1"
             );
         }
+
+        self.janitor.validate()?;
+        self.analytics.validate()?;
+        self.warm_up.validate()?;
 
         if self.mail.transport == MailTransport::Smtp {
             ensure!(!self.mail.smtp.host.is_empty(), "mail.smtp.host must be set for smtp");

@@ -1,0 +1,253 @@
+//! [`Janitor`]: deletes expired data in bounded batches, in the background of every
+//! instance (and once from `cargo xtask cleanup`).
+//!
+//! One pass:
+//! 1. expired sessions are deleted from SQL, `batch_size` rows a statement; each batch's
+//!    keys are dropped from Redis's per-user indexes in one pipeline
+//!    ([`ExpiredCleanup::forget_sessions`]), and the batch is counted in the metrics and
+//!    the analytics (with each session's lifetime);
+//! 2. expired verifications are deleted from SQL the same way (Redis and the memory
+//!    tier expire theirs by TTL);
+//! 3. revocation journal rows older than the journal retention are pruned.
+//!
+//! Reads never depend on the janitor (every tier filters expired entries by the clock);
+//! it only reclaims space and keeps indexes short. Passes on several instances at once
+//! are safe: each row is deleted, and counted, by exactly one of them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_core::{ExpiredCleanup, SharedClock, StoreError};
+use cache_redis::RedisStore;
+use cache_sql::SqlStore;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::ops::analytics::Analytics;
+use crate::ops::config::JanitorSettings;
+
+/// What one pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JanitorReport {
+    /// Expired sessions deleted from SQL.
+    pub sessions: u64,
+    /// Expired verifications deleted from SQL.
+    pub verifications: u64,
+    /// Revocation journal rows pruned.
+    pub journal_rows: u64,
+    /// Delete statements run (sessions and verifications).
+    pub batches: u64,
+    /// Session keys whose Redis index entries were dropped.
+    pub redis_forgotten: u64,
+    /// Batches whose Redis index entries could not be dropped (Redis down); they expire
+    /// with their user's index.
+    pub redis_skipped: u64,
+    /// Whether the pass reached the end of the backlog (`false`: it stopped at
+    /// `max_batches_per_pass`, and the next pass continues).
+    pub complete: bool,
+}
+
+/// Metric handles, created once.
+struct Metrics {
+    sessions: metrics::Counter,
+    verifications: metrics::Counter,
+    journal: metrics::Counter,
+    expired: metrics::Counter,
+    passes_ok: metrics::Counter,
+    passes_failed: metrics::Counter,
+    pass_seconds: metrics::Histogram,
+    last_success: metrics::Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let deleted =
+            |kind: &'static str| metrics::counter!("janitor_deleted_total", "kind" => kind);
+        Self {
+            sessions: deleted("session"),
+            verifications: deleted("verification"),
+            journal: deleted("revocation"),
+            expired: metrics::counter!("auth_sessions_expired_total"),
+            passes_ok: metrics::counter!("janitor_passes_total", "result" => "ok"),
+            passes_failed: metrics::counter!("janitor_passes_total", "result" => "error"),
+            pass_seconds: metrics::histogram!("janitor_pass_seconds"),
+            last_success: metrics::gauge!("janitor_last_success_timestamp_seconds"),
+        }
+    }
+}
+
+/// Deletes expired sessions, verifications and old journal rows.
+pub struct Janitor {
+    settings: JanitorSettings,
+    sql: SqlStore,
+    redis: Option<RedisStore>,
+    analytics: Option<Analytics>,
+    clock: SharedClock,
+    journal_retention: chrono::Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Janitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Janitor")
+            .field("settings", &self.settings)
+            .field("redis", &self.redis.is_some())
+            .field("journal_retention", &self.journal_retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Janitor {
+    /// A janitor over `sql`, dropping index entries from `redis` when given and counting
+    /// into `analytics` when given.
+    ///
+    /// Journal rows are kept for `journal_retention`: it must cover both the Redis
+    /// replay window (a Redis that lost writes is replayed that far back) and the
+    /// absolute session lifetime (SQL's `put` consults the journal to refuse reviving a
+    /// revoked session, which could otherwise be live that long).
+    pub fn new(
+        settings: JanitorSettings,
+        sql: SqlStore,
+        redis: Option<RedisStore>,
+        analytics: Option<Analytics>,
+        clock: SharedClock,
+        journal_retention: Duration,
+    ) -> Self {
+        let journal_retention =
+            chrono::Duration::from_std(journal_retention).unwrap_or(chrono::Duration::MAX);
+        Self { settings, sql, redis, analytics, clock, journal_retention, metrics: Metrics::new() }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &JanitorSettings {
+        &self.settings
+    }
+
+    /// Runs one pass (see the module docs). Stops at the first SQL error, which is
+    /// returned; what was deleted before it stays deleted and counted.
+    pub async fn run_once(&self) -> Result<JanitorReport, StoreError> {
+        let start = Instant::now();
+        let mut report = JanitorReport::default();
+        let result = self.pass(&mut report).await;
+        self.metrics.pass_seconds.record(start.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                self.metrics.passes_ok.increment(1);
+                let now = self.clock.now();
+                self.metrics.last_success.set(now.timestamp_micros() as f64 / 1e6);
+                Ok(report)
+            }
+            Err(e) => {
+                self.metrics.passes_failed.increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    async fn pass(&self, report: &mut JanitorReport) -> Result<(), StoreError> {
+        let batch_size = self.settings.batch_size;
+        let max_batches = u64::try_from(self.settings.max_batches_per_pass).unwrap_or(u64::MAX);
+        let mut complete = true;
+
+        let mut redis_up = self.redis.is_some();
+        let mut session_batches = 0;
+        loop {
+            if session_batches >= max_batches {
+                complete = false;
+                break;
+            }
+            let expired = self.sql.delete_expired_sessions_with_lifetimes(batch_size).await?;
+            session_batches += 1;
+            let n = expired.len() as u64;
+            report.sessions += n;
+            self.metrics.sessions.increment(n);
+            self.metrics.expired.increment(n);
+            if let Some(analytics) = &self.analytics {
+                analytics.record_expired(&expired);
+            }
+            if let Some(redis) = self.redis.as_ref().filter(|_| redis_up && n > 0) {
+                let keys: Vec<_> = expired.iter().map(|e| e.key).collect();
+                match redis.forget_sessions(&keys).await {
+                    Ok(()) => report.redis_forgotten += n,
+                    Err(e) => {
+                        // Redis is down: the index entries expire with their user's index
+                        // anyway. Do not wait for Redis again in this pass.
+                        tracing::debug!(error = %e, "janitor: could not drop Redis index entries");
+                        redis_up = false;
+                        report.redis_skipped += 1;
+                    }
+                }
+            } else if self.redis.is_some() && n > 0 {
+                report.redis_skipped += 1;
+            }
+            if expired.len() < batch_size {
+                break;
+            }
+            // Give other tasks of this worker a turn between statements.
+            tokio::task::yield_now().await;
+        }
+
+        let mut verification_batches = 0;
+        loop {
+            if verification_batches >= max_batches {
+                complete = false;
+                break;
+            }
+            let n = self.sql.delete_expired_verifications(batch_size).await?;
+            verification_batches += 1;
+            report.verifications += n;
+            self.metrics.verifications.increment(n);
+            if n < batch_size as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        report.batches = session_batches + verification_batches;
+
+        let cutoff = self.clock.now() - self.journal_retention;
+        report.journal_rows = self.sql.prune_journal(cutoff).await?;
+        self.metrics.journal.increment(report.journal_rows);
+        report.complete = complete;
+        Ok(())
+    }
+
+    /// Runs a pass every `interval_secs` (after the pause, so that start-up is not slowed)
+    /// until the returned handle is dropped. Errors are logged and retried next time.
+    pub fn spawn(self: Arc<Self>) -> JanitorTask {
+        let interval = self.settings.interval();
+        let handle = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match self.run_once().await {
+                    Ok(report)
+                        if report.sessions + report.verifications + report.journal_rows > 0 =>
+                    {
+                        tracing::info!(
+                            sessions = report.sessions,
+                            verifications = report.verifications,
+                            journal_rows = report.journal_rows,
+                            batches = report.batches,
+                            complete = report.complete,
+                            "janitor pass"
+                        );
+                    }
+                    Ok(_) => tracing::debug!("janitor pass: nothing expired"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "janitor pass failed; retrying next interval")
+                    }
+                }
+            }
+        });
+        JanitorTask(handle)
+    }
+}
+
+/// The background janitor; stops when dropped.
+#[derive(Debug)]
+pub struct JanitorTask(JoinHandle<()>);
+
+impl Drop for JanitorTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
