@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cookies::CookiePolicy;
 use crate::error;
+use crate::ops::Ops;
 use crate::routes;
 use crate::security::AdminGuard;
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
@@ -31,6 +32,7 @@ pub struct Application {
     server: Server,
     service: AuthService,
     backends: Backends,
+    ops: Ops,
 }
 
 impl std::fmt::Debug for Application {
@@ -119,6 +121,8 @@ impl ApplicationBuilder {
             None => stores::connect_sql(&settings, clock.clone()).await?,
         };
         let backends = stores::compose(&settings, clock.clone(), sql).await?;
+        // Warms the caches (when configured) before the first request can arrive.
+        let ops = Ops::start(&settings, clock.clone(), &backends).await;
 
         let mailer = match self.mailer {
             Some(mailer) => mailer,
@@ -145,7 +149,7 @@ impl ApplicationBuilder {
         .await
         .context("the flows could not be built")?
         .context("invalid auth settings")?;
-        Ok(Parts { service, cookie_policy, backends, metrics, settings })
+        Ok(Parts { service, cookie_policy, backends, metrics, settings, ops })
     }
 
     /// Connects the stores, builds the flows and binds the listener.
@@ -161,8 +165,8 @@ impl ApplicationBuilder {
             public_base_url = settings.public_base_url(),
             "authd listening"
         );
-        let Parts { service, backends, .. } = parts;
-        Ok(Application { local_addr, server, service, backends })
+        let Parts { service, backends, ops, .. } = parts;
+        Ok(Application { local_addr, server, service, backends, ops })
     }
 }
 
@@ -178,6 +182,8 @@ pub struct Parts {
     pub metrics: PrometheusHandle,
     /// The settings the parts were built from.
     pub settings: Settings,
+    /// Metrics middleware, analytics, janitor (its background tasks stop when dropped).
+    pub ops: Ops,
 }
 
 impl std::fmt::Debug for Parts {
@@ -237,13 +243,21 @@ impl Application {
         &self.backends
     }
 
+    /// The operations side: analytics, janitor, warm-up report.
+    pub fn ops(&self) -> &Ops {
+        &self.ops
+    }
+
     /// Serves until SIGTERM/SIGINT (or [`Application::handle`]`.stop`), then lets
     /// in-flight requests finish within `server.shutdown_timeout_secs`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { server, backends, .. } = self;
+        let Application { server, backends, ops, .. } = self;
         let result = server.await;
         tracing::info!("authd stopped");
         // The listener and the Redis tasks stop with the stores, after the last request.
+        // The analytics of the last seconds, before the stores go.
+        ops.shutdown().await;
+        drop(ops);
         drop(backends);
         result
     }
@@ -288,6 +302,8 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let policy = web::Data::new(parts.cookie_policy);
     let readiness = web::Data::new(parts.backends.readiness.clone());
     let metrics = web::Data::new(parts.metrics.clone());
+    let ops = web::Data::new(parts.ops.clone());
+    let http_metrics = parts.ops.http_metrics();
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let json_limit = settings.server.json_limit_bytes;
     let mut server = HttpServer::new(move || {
@@ -296,6 +312,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .app_data(policy.clone())
             .app_data(readiness.clone())
             .app_data(metrics.clone())
+            .app_data(ops.clone())
             .app_data(admin.clone())
             .app_data(
                 web::JsonConfig::default()
@@ -310,6 +327,8 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
                 DefaultHeaders::new()
                     .add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))),
             )
+            // Outermost: times everything and sees the status the client gets.
+            .wrap(http_metrics.clone())
             .configure(routes::configure)
             .default_service(web::to(error::not_found))
     })

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
@@ -22,6 +22,14 @@ pub fn init_tracing(format: LogFormat) {
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Buckets (seconds) of every `*_seconds` histogram: from a memory hit (tens of
+/// microseconds) through a Redis or SQL round trip to a stalled request. Buckets, unlike
+/// the exporter's default summaries, add up across instances in `histogram_quantile`.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 10.0,
+];
+
 /// The process-wide Prometheus recorder, installed on first use.
 ///
 /// Call it before building any store: the tiers create their counters and histograms when
@@ -31,7 +39,9 @@ static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn metrics_handle() -> PrometheusHandle {
     RECORDER
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(handle) => handle,
                 Err(e) => {

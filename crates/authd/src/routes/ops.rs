@@ -8,6 +8,7 @@ use utoipa::{OpenApi as _, ToSchema};
 
 use crate::health::{Readiness, ReadyReport};
 use crate::openapi::ApiDoc;
+use crate::ops::Ops;
 
 /// The body of `GET /health/live`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -49,7 +50,14 @@ pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+pub async fn metrics(
+    handle: web::Data<PrometheusHandle>,
+    ops: Option<web::Data<Ops>>,
+) -> HttpResponse {
+    // Gauges that are read rather than counted (memory entries, active sessions).
+    if let Some(ops) = ops {
+        ops.before_scrape().await;
+    }
     // Upkeep drains the histograms' buckets; doing it on scrape keeps them bounded without
     // a background task.
     handle.run_upkeep();
