@@ -34,6 +34,7 @@ use crate::routes;
         routes::ops::live,
         routes::ops::ready,
         routes::ops::metrics,
+        routes::analytics::analytics,
     ),
     components(schemas(
         ErrorBody,
@@ -51,6 +52,8 @@ use crate::routes;
         api::UserSessionResponse,
         api::SessionListResponse,
         api::RevokedResponse,
+        crate::ops::AnalyticsReport,
+        crate::ops::DayReport,
     )),
     modifiers(&SessionCookie),
     tags(

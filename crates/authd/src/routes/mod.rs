@@ -9,6 +9,7 @@ use actix_web::{Resource, web};
 
 use crate::error;
 
+pub mod analytics;
 pub mod auth;
 pub mod me;
 pub mod ops;
@@ -48,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/me").route(web::get().to(me::me)))
         .service(resource("/sessions").route(web::get().to(me::list_sessions)))
         .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
+        .service(resource("/admin/analytics").route(web::get().to(analytics::analytics)))
         .default_service(web::to(error::not_found));
 
     cfg.service(v1)
