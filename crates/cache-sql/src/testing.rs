@@ -43,6 +43,15 @@ struct Epoch {
 /// (`options=-csearch_path%3D...`). Drops test schemas older than an hour, left by
 /// earlier runs.
 pub async fn isolated_postgres(base_url: &str, clock: SharedClock) -> Result<SqlStore, StoreError> {
+    isolated_postgres_with(base_url, test_config(), clock).await
+}
+
+/// [`isolated_postgres`] with a given configuration (tests of timeouts and pools).
+pub async fn isolated_postgres_with(
+    base_url: &str,
+    config: SqlConfig,
+    clock: SharedClock,
+) -> Result<SqlStore, StoreError> {
     let admin = SqlStore::connect(
         base_url,
         SqlConfig { pool_size: 1, ..SqlConfig::default() },
@@ -81,7 +90,7 @@ pub async fn isolated_postgres(base_url: &str, clock: SharedClock) -> Result<Sql
 
     let separator = if base_url.contains('?') { '&' } else { '?' };
     let url = format!("{base_url}{separator}options=-csearch_path%3D{schema}");
-    let store = SqlStore::connect(&url, test_config(), clock).await?;
+    let store = SqlStore::connect(&url, config, clock).await?;
     store.migrate().await?;
     Ok(store)
 }

@@ -343,16 +343,72 @@ async fn postgres_down_fails_fast() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
 }
 
-/// Past the query timeout an operation fails as a timeout, not as unavailable.
+/// A statement blocked past the query timeout fails as a timeout (not as unavailable),
+/// and the store works again once the blocker is gone: the abandoned connection is
+/// either discarded or returned in a usable state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_statements_time_out() {
+async fn postgres_blocked_statement_times_out_then_recovers() {
     let Some(url) = cache_testkit::service_url("DATABASE_URL") else { return };
     let clock = cache_testkit::new_clock();
-    // A zero budget: any statement that waits for the server at all is late.
-    let config = SqlConfig { query_timeout: Duration::ZERO, pool_size: 1, ..SqlConfig::default() };
-    let store = SqlStore::connect(&url, config, clock).await.unwrap();
-    let result = store.ping().await;
-    assert!(matches!(result, Err(StoreError::Timeout(_))), "{result:?}");
+    let config = SqlConfig { query_timeout: Duration::from_millis(300), ..SqlConfig::default() };
+    let store = testing::isolated_postgres_with(&url, config, clock.clone()).await.unwrap();
+    let session = sample_session(&clock, random_user());
+    store.create(&session).await.unwrap();
+
+    // Revocations of a user serialize on an advisory lock: hold it from another session.
+    let config = SqlConfig { pool_size: 1, ..SqlConfig::default() };
+    let locker = SqlStore::connect(&url, config, clock.clone()).await.unwrap();
+    let user = session.key.user;
+    testing::execute(&locker, &format!("SELECT pg_advisory_lock({user})")).await.unwrap();
+
+    let start = Instant::now();
+    let blocked = store.delete(&session.key).await;
+    assert!(matches!(blocked, Err(StoreError::Timeout(_))), "{blocked:?}");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+
+    testing::execute(&locker, &format!("SELECT pg_advisory_unlock({user})")).await.unwrap();
+    for _ in 0..8 {
+        store.ping().await.unwrap();
+    }
+    assert!(store.delete(&session.key).await.unwrap());
+    assert_eq!(store.get(&session.key).await.unwrap(), None);
+}
+
+/// The same on SQLite, where a statement cannot be interrupted: the caller stops
+/// waiting, the statement finishes in the background and its connection goes back to
+/// the pool intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_blocked_statement_times_out_then_recovers() {
+    let clock = cache_testkit::new_clock();
+    let mut bytes = [0u8; 8];
+    cache_core::token::fill_random(&mut bytes).unwrap();
+    let root = std::env::temp_dir().join(format!("cache-sql-lock-{}", u64::from_le_bytes(bytes)));
+    let url = format!("sqlite://{}", root.join("auth.db").display());
+    let config = SqlConfig { query_timeout: Duration::from_millis(300), ..SqlConfig::default() };
+    let store = SqlStore::connect(&url, config, clock.clone()).await.unwrap();
+    store.migrate().await.unwrap();
+    let session = sample_session(&clock, random_user());
+    store.create(&session).await.unwrap();
+
+    // A writer that holds the database's write lock (the store waits up to busy_timeout).
+    let config = SqlConfig { pool_size: 1, ..SqlConfig::default() };
+    let locker = SqlStore::connect(&url, config, clock.clone()).await.unwrap();
+    testing::execute(&locker, "BEGIN IMMEDIATE").await.unwrap();
+
+    let start = Instant::now();
+    let blocked = store.delete(&session.key).await;
+    assert!(matches!(blocked, Err(StoreError::Timeout(_))), "{blocked:?}");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+
+    testing::execute(&locker, "COMMIT").await.unwrap();
+    // The abandoned delete may still complete on its own: either way the session goes.
+    store.delete(&session.key).await.unwrap();
+    assert_eq!(store.get(&session.key).await.unwrap(), None);
+    let other = sample_session(&clock, random_user());
+    store.create(&other).await.unwrap();
+    assert_eq!(store.get(&other.key).await.unwrap(), Some(other));
+    drop((store, locker));
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
