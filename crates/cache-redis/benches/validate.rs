@@ -1,0 +1,81 @@
+//! The Redis tier's hit path (BENCH.md B6): `RedisStore::get` of a cached session (one
+//! `EVALSHA` of the get script) and the same through `Tiered<Breaker<redis>, back>`,
+//! next to a raw fred `GET` of a string key holding a value of the same size.
+//!
+//! Needs `REDIS_URL`; without it the benchmark says so and measures nothing. Keys are
+//! under a random prefix and expire within minutes.
+
+use std::time::Duration;
+
+use cache_core::token::Secret;
+use cache_core::{
+    Breaker, BreakerConfig, Session, SessionKey, SessionStore, SharedClock, SystemClock, Tiered,
+    UserId,
+};
+use cache_memory::{MemoryConfig, MemoryStore};
+use cache_redis::fred::interfaces::KeysInterface as _;
+use cache_redis::{RedisConfig, RedisStore};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn redis_hit(c: &mut Criterion) {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("skipped: the Redis tier benchmarks need REDIS_URL");
+        return;
+    };
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clock: SharedClock = SystemClock::shared();
+    let mut prefix = [0u8; 6];
+    cache_core::token::fill_random(&mut prefix).unwrap();
+    let prefix: String = prefix.iter().map(|b| format!("{b:02x}")).collect();
+    let ttl = Duration::from_secs(600);
+    let config = RedisConfig {
+        url,
+        key_prefix: format!("bench-{prefix}:"),
+        user_ttl: ttl,
+        fence_ttl: ttl,
+        ..RedisConfig::default()
+    };
+    let store = rt.block_on(RedisStore::connect(config, clock.clone())).unwrap();
+    let now = clock.now();
+    let session = Session {
+        key: SessionKey {
+            user: UserId::new(4242).unwrap(),
+            hash: Secret::generate().unwrap().hash(),
+        },
+        created_at: now,
+        renewed_at: now,
+        expires_at: now + chrono::Duration::minutes(10),
+        absolute_expires_at: now + chrono::Duration::minutes(10),
+        user_agent: Some("bench".to_owned()),
+        ip: None,
+        version: 0,
+    };
+    let raw_key = format!("bench-{prefix}:raw");
+    rt.block_on(async {
+        store.put(&session).await.unwrap();
+        let value = serde_json::to_string(&session).unwrap();
+        let expire = Some(cache_redis::fred::types::Expiration::EX(600));
+        store.pool().set::<(), _, _>(raw_key.as_str(), value, expire, None, false).await.unwrap();
+    });
+    let back = MemoryStore::new(MemoryConfig::default(), clock.clone());
+    let tiered = Tiered::new(Breaker::new(store.clone(), "redis", BreakerConfig::default()), back);
+    let key = session.key;
+
+    let mut group = c.benchmark_group("redis");
+    group.bench_function("store_get_hit", |b| {
+        b.to_async(&rt).iter(|| async { store.get(&key).await.unwrap().unwrap() })
+    });
+    group.bench_function("tiered_get_hit", |b| {
+        b.to_async(&rt).iter(|| async { tiered.get(&key).await.unwrap().unwrap() })
+    });
+    group.bench_function("raw_fred_get", |b| {
+        b.to_async(&rt).iter(|| async {
+            store.pool().get::<Option<String>, _>(raw_key.as_str()).await.unwrap().unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, redis_hit);
+criterion_main!(benches);
