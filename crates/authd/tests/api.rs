@@ -344,7 +344,14 @@ impl TestApp {
             if let Some(token) = self.find_mail(to, path) {
                 return token;
             }
-            assert!(Instant::now() < deadline, "no mail to {to} with a {path} link arrived");
+            if Instant::now() >= deadline {
+                let mut listing = String::new();
+                for entry in std::fs::read_dir(&self.mail_dir.0).into_iter().flatten().flatten() {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    listing.push_str(&format!("--- {}\n{text}\n", entry.path().display()));
+                }
+                panic!("no mail to {to} with a {path} link arrived; the folder holds:\n{listing}");
+            }
             // Mails are sent by a spawned task: this waits for real I/O, not for time.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -406,9 +413,16 @@ impl TestApp {
     }
 }
 
-/// Decodes a quoted-printable mail body (soft line breaks and `=XX` escapes); plain text
-/// passes through unchanged.
+/// The text of a mail file, with a quoted-printable body decoded (soft line breaks and
+/// `=XX` escapes). Other encodings pass through unchanged: decoding them would turn the
+/// `=9e` of a `token=9e...` link into a byte.
 fn decode_quoted_printable(raw: &str) -> String {
+    let quoted = raw
+        .lines()
+        .any(|l| l.trim().eq_ignore_ascii_case("content-transfer-encoding: quoted-printable"));
+    if !quoted {
+        return raw.to_owned();
+    }
     let joined = raw.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -426,6 +440,14 @@ fn decode_quoted_printable(raw: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn mail_decoding_keeps_8bit_links_intact() {
+    let plain = "Content-Transfer-Encoding: 8bit\r\n\r\n/verify-email#token=9eAB\r\n";
+    assert_eq!(decode_quoted_printable(plain), plain);
+    let quoted = "Content-Transfer-Encoding: quoted-printable\r\n\r\n#token=3D9e=\r\nAB\r\n";
+    assert!(decode_quoted_printable(quoted).ends_with("#token=9eAB\r\n"));
 }
 
 /// Generates one `#[tokio::test]` per flow and setup.
