@@ -7,6 +7,8 @@
 //! [`ExpiredCleanup`](cache_core::ExpiredCleanup)) against a single Redis, a Cluster or
 //! a Sentinel-managed primary, chosen by the URL. [`InvalidationListener`] carries other
 //! instances' revocations to this instance's memory tier.
+//! [`RedisRateLimiter`] is the rate limiter shared by every instance (a sliding-window
+//! log per key, one Lua script per decision).
 //!
 //! - Keys hold token hashes only, under one prefix; everything about a user shares the
 //!   hash tag `{u:<id>}`, so each session operation is one atomic Lua script, also in a
@@ -28,6 +30,7 @@ mod config;
 mod error;
 mod impls;
 mod keys;
+mod limiter;
 mod listener;
 mod scripts;
 mod store;
@@ -38,5 +41,6 @@ pub use analytics::{DayDelta, DayFigures};
 pub use bulk::BULK_PIPELINE;
 pub use config::RedisConfig;
 pub use impls::TIER;
+pub use limiter::{LIMITER_TIER, RedisRateLimiter};
 pub use listener::{InvalidationListener, InvalidationTarget};
 pub use store::{RedisInfo, RedisStore};
