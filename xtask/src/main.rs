@@ -1,6 +1,7 @@
 //! `cargo xtask`: project tasks (migrations, seeding, benchmarks). Run
 //! `cargo xtask --help`; each task lives in its own module.
 
+mod bench;
 mod migrate;
 mod seed;
 
@@ -19,12 +20,15 @@ enum Task {
     Migrate(migrate::MigrateArgs),
     /// Creates verified users and sessions (bench data), or the README's demo login.
     Seed(seed::SeedArgs),
+    /// Measures the hot path against its baselines (docs/benchmarks.md, BENCH.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
+        Task::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,454 @@
+//! `cargo xtask bench`: the hot path measured against its own baselines, as
+//! `shared/spec/BENCH.md` defines it (points, goals B1..B10).
+//!
+//! 1. Reuses or starts Redis and PostgreSQL, installs `wrk`/`psql`/`redis-cli` if missing.
+//! 2. Builds `authd` in release with the `bench-routes` feature.
+//! 3. Seeds one dataset into PostgreSQL (database `authd_bench`), Redis (prefix
+//!    `authd-bench:`) and a SQLite file, and writes the tokens for the load generator.
+//! 4. Runs the criterion benches (in-process points) before any server runs.
+//! 5. Starts one `authd` per configuration and runs every HTTP point with wrk (64
+//!    connections, keep-alive, closed loop, Zipf(1.0) cookies), in rounds: each round
+//!    runs every point once (A B A B ...), each run after its own warm-up, and the
+//!    table shows the median of the rounds.
+//! 6. Prints the table and the goals, writes JSON under `target/bench/`.
+
+mod criterion;
+mod report;
+mod server;
+mod services;
+mod wrk;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::seed;
+use report::{Measured, Report};
+use server::{Server, ServerConfig, TierDeltas};
+use services::{BENCH_KEY_PREFIX, Services};
+use wrk::Load;
+
+/// Arguments of `cargo xtask bench`.
+#[derive(clap::Args, Clone)]
+pub struct BenchArgs {
+    /// A short run (1 round, 3 s a point, 20,000 sessions): under 5 minutes once built.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also measure `/v1/me` at 10k, 100k and 1M sessions (B10).
+    #[arg(long)]
+    pub scale: bool,
+    /// Rounds per point (the table shows the median); default 3, 1 with --quick.
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Seeded sessions (default 100,000; 20,000 with --quick), over a tenth as many users.
+    #[arg(long)]
+    pub sessions: Option<usize>,
+    /// Seconds per measured run (default 10; 3 with --quick).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Use the `target/release/authd` already built (with `--features bench-routes`).
+    #[arg(long)]
+    pub no_build: bool,
+    /// Do not run the criterion benches; read their last results from `target/criterion`.
+    #[arg(long)]
+    pub no_criterion: bool,
+}
+
+/// Settings of one run, from the arguments.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Plan {
+    quick: bool,
+    rounds: usize,
+    sessions: usize,
+    users: usize,
+    duration_s: u64,
+    warmup_s: u64,
+    connections: u32,
+    threads: u32,
+    memory_entries: u64,
+    hash_concurrency: usize,
+}
+
+impl Plan {
+    fn new(args: &BenchArgs) -> Self {
+        let sessions = args.sessions.unwrap_or(if args.quick { 20_000 } else { 100_000 }).max(10);
+        let hash_concurrency = auth::AuthConfig::default().hash_concurrency;
+        Self {
+            quick: args.quick,
+            rounds: args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+            sessions,
+            users: (sessions / 10).max(1),
+            duration_s: args.duration.unwrap_or(if args.quick { 3 } else { 10 }).max(1),
+            warmup_s: if args.quick { 1 } else { 3 },
+            connections: 64,
+            threads: 2,
+            // B7: the memory tier holds a tenth of the sessions.
+            memory_entries: (sessions as u64 / 10).max(100),
+            hash_concurrency,
+        }
+    }
+}
+
+/// The workspace root (xtask lives in it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Runs the task.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let root = root();
+    let plan = Plan::new(&args);
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let started = std::time::Instant::now();
+
+    services::ensure_tools()?;
+    let services = Services::start_or_reuse()?;
+    if !args.no_build {
+        eprintln!("building authd (release, bench-routes)");
+        let status = std::process::Command::new(
+            std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+        )
+        .current_dir(&root)
+        .args(["build", "--release", "-q", "-p", "authd", "--features", "bench-routes"])
+        .status()?;
+        anyhow::ensure!(status.success(), "building authd failed");
+    }
+    let bin = root.join("target/release/authd");
+
+    if !args.no_criterion {
+        criterion::run_all(&root, plan.quick, &services.admin_url, &services.redis_url)?;
+    }
+
+    let sqlite_path = out_dir.join("authd-bench.db");
+    let tokens = out_dir.join("sessions.txt");
+    seed_everything(&services, plan.sessions, &sqlite_path, &tokens, true)?;
+
+    let mut report = Report::new(serde_json::to_value(&plan)?, machine());
+    let servers = start_servers(&bin, &services, &plan, &sqlite_path, &out_dir)?;
+    let runner = Runner { root: &root, plan: &plan, tokens: &tokens };
+    for round in 0..plan.rounds {
+        eprintln!("round {} of {}", round + 1, plan.rounds);
+        runner.round(&servers, &mut report)?;
+    }
+    drop(servers);
+
+    if args.scale {
+        runner.scale(&bin, &services, &out_dir, &mut report)?;
+    }
+
+    report.criterion(&root);
+    report.finish(started.elapsed());
+    let json = serde_json::to_string_pretty(&report.to_json())?;
+    let stamp = cache_core::Clock::now(&cache_core::SystemClock).format("%Y%m%dT%H%M%SZ");
+    std::fs::write(out_dir.join(format!("bench-{stamp}.json")), &json)?;
+    std::fs::write(out_dir.join("latest.json"), &json)?;
+    eprintln!("JSON: target/bench/latest.json (and bench-{stamp}.json)");
+    Ok(())
+}
+
+/// Seeds `sessions` sessions (over a tenth as many users) into PostgreSQL and Redis,
+/// and into the SQLite file when `sqlite`, after wiping the previous run's data.
+fn seed_everything(
+    services: &Services,
+    sessions: usize,
+    sqlite_path: &Path,
+    tokens: &Path,
+    sqlite: bool,
+) -> anyhow::Result<()> {
+    services.reset()?;
+    let users = (sessions / 10).max(1);
+    eprintln!("seeding {users} users and {sessions} sessions");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let data = seed::generate(users, sessions, seed::DEFAULT_PASSWORD).await?;
+        let pg = crate::migrate::connect_and_migrate(&services.bench_url).await?;
+        seed::load_sql(&pg, &data).await?;
+        let redis = seed::connect_redis(&services.redis_url, BENCH_KEY_PREFIX).await?;
+        seed::load_redis(&redis, &data).await?;
+        if sqlite {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", sqlite_path.display()));
+            }
+            let url = format!("sqlite://{}", sqlite_path.display());
+            let lite = crate::migrate::connect_and_migrate(&url).await?;
+            seed::load_sql(&lite, &data).await?;
+        }
+        seed::write_tokens(tokens, &data)
+    })
+}
+
+/// The four configurations.
+struct Servers {
+    full: Server,
+    redis: Server,
+    sql: Server,
+    sqlite: Server,
+}
+
+fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
+    ServerConfig {
+        name: "full",
+        database_url: services.bench_url.clone(),
+        redis_url: Some(services.redis_url.clone()),
+        memory_entries: Some(memory_entries),
+        key_prefix: BENCH_KEY_PREFIX.to_owned(),
+    }
+}
+
+fn start_servers(
+    bin: &Path,
+    services: &Services,
+    plan: &Plan,
+    sqlite_path: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<Servers> {
+    let base = full_config(services, plan.memory_entries);
+    eprintln!("starting authd: memory+redis+postgres, redis+postgres, postgres, sqlite");
+    Ok(Servers {
+        full: Server::start(bin, base.clone(), out_dir)?,
+        redis: Server::start(
+            bin,
+            ServerConfig { name: "redis", memory_entries: None, ..base.clone() },
+            out_dir,
+        )?,
+        sql: Server::start(
+            bin,
+            ServerConfig { name: "sql", memory_entries: None, redis_url: None, ..base.clone() },
+            out_dir,
+        )?,
+        sqlite: Server::start(
+            bin,
+            ServerConfig {
+                name: "sqlite",
+                database_url: format!("sqlite://{}", sqlite_path.display()),
+                redis_url: None,
+                ..base
+            },
+            out_dir,
+        )?,
+    })
+}
+
+struct Runner<'a> {
+    root: &'a Path,
+    plan: &'a Plan,
+    tokens: &'a Path,
+}
+
+impl Runner<'_> {
+    fn zipf(&self, server: &Server, path: &str, delay_ms: u64, duration: Duration) -> Load {
+        Load {
+            url: server.url(path),
+            script: wrk::scripts_dir(self.root).join("zipf.lua"),
+            args: vec![
+                self.tokens.display().to_string(),
+                "session".to_owned(),
+                "1.0".to_owned(),
+                delay_ms.to_string(),
+            ],
+            threads: self.plan.threads,
+            connections: self.plan.connections,
+            duration,
+        }
+    }
+
+    fn login(&self, server: &Server, connections: u32, duration: Duration) -> Load {
+        Load {
+            url: server.url("/v1/auth/login"),
+            script: wrk::scripts_dir(self.root).join("login.lua"),
+            args: vec![self.plan.users.to_string(), seed::DEFAULT_PASSWORD.to_owned()],
+            threads: 1,
+            connections,
+            duration,
+        }
+    }
+
+    fn durations(&self) -> (Duration, Duration) {
+        (Duration::from_secs(self.plan.warmup_s), Duration::from_secs(self.plan.duration_s))
+    }
+
+    /// Warm-up, then a measured run with the `/metrics` deltas around it.
+    fn measure(
+        &self,
+        name: &str,
+        server: &Server,
+        warmup: &Load,
+        load: &Load,
+    ) -> anyhow::Result<Measured> {
+        warmup.run().with_context(|| format!("{name}: warm-up"))?;
+        let before = server.metrics()?;
+        let result = load.run().with_context(|| format!("{name}: run"))?;
+        let after = server.metrics()?;
+        let deltas = TierDeltas::between(&before, &after);
+        eprintln!(
+            "  {name:<22} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us{}",
+            result.rps(),
+            result.p50_us,
+            result.p99_us,
+            if result.errors() > 0 {
+                format!("  ({} errors)", result.errors())
+            } else {
+                String::new()
+            }
+        );
+        Ok(Measured { wrk: result, deltas, rss_kib: server.rss_kib() })
+    }
+
+    fn point(
+        &self,
+        report: &mut Report,
+        name: &str,
+        server: &Server,
+        path: &str,
+        delay_ms: u64,
+    ) -> anyhow::Result<Measured> {
+        let (warm, run) = self.durations();
+        let m = self.measure(
+            name,
+            server,
+            &self.zipf(server, path, delay_ms, warm),
+            &self.zipf(server, path, delay_ms, run),
+        )?;
+        report.add(name, m.clone());
+        Ok(m)
+    }
+
+    /// One round: every point once.
+    fn round(&self, s: &Servers, report: &mut Report) -> anyhow::Result<()> {
+        self.point(report, "ceiling", &s.full, "/health/live", 0)?;
+        let me = self.point(report, "me/memory", &s.full, "/v1/me", 0)?;
+        self.point(report, "baseline/redis", &s.redis, "/bench/baseline/redis", 0)?;
+        self.point(report, "me/redis", &s.redis, "/v1/me", 0)?;
+        self.point(report, "baseline/sql", &s.sql, "/bench/baseline/sql", 0)?;
+        self.point(report, "me/sql", &s.sql, "/v1/me", 0)?;
+        self.point(report, "me/sqlite", &s.sqlite, "/v1/me", 0)?;
+
+        // B2 and B9 compare latencies at the same offered load: half of what
+        // `me/memory` sustained this round.
+        let delay = fixed_load_delay(self.plan.connections, me.wrk.rps() * 0.5);
+        report.set_fixed_load(self.plan.connections as f64 * 1000.0 / delay as f64);
+        self.point(report, "ceiling@half", &s.full, "/health/live", delay)?;
+        self.point(report, "me/memory@half", &s.full, "/v1/me", delay)?;
+
+        // B8: one login at a time, next to argon2's own time.
+        let (warm, run) = self.durations();
+        let login = self.measure(
+            "login",
+            &s.full,
+            &self.login(&s.full, 1, warm),
+            &self.login(&s.full, 1, run),
+        )?;
+        report.add("login", login);
+
+        // B9: `/v1/me` at the same load while as many logins run as the hash pool takes.
+        let storm_conns = u32::try_from(self.plan.hash_concurrency * 2).unwrap_or(4);
+        let storm =
+            self.login(&s.full, storm_conns, warm + run + Duration::from_secs(2)).spawn()?;
+        pause(Duration::from_millis(500));
+        let during = self.point(report, "me/memory@half+storm", &s.full, "/v1/me", delay);
+        let logins = wrk::finish(storm)?;
+        let during = during?;
+        eprintln!("    (storm: {:.1} logins/s, p50 {} ms)", logins.rps(), logins.p50_us / 1000);
+        report.add(
+            "login-storm",
+            Measured { wrk: logins, deltas: TierDeltas::default(), rss_kib: during.rss_kib },
+        );
+        Ok(())
+    }
+
+    /// B10: `/v1/me` on the full stack at 10k, 100k and 1M sessions, memory tier capped
+    /// the same at every size.
+    fn scale(
+        &self,
+        bin: &Path,
+        services: &Services,
+        out_dir: &Path,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let cap = self.plan.memory_entries;
+        let mut delay = None;
+        for sessions in [10_000usize, 100_000, 1_000_000] {
+            let tokens = out_dir.join(format!("sessions-{sessions}.txt"));
+            seed_everything(services, sessions, Path::new(""), &tokens, false)?;
+            let server = Server::start(bin, full_config(services, cap), out_dir)?;
+            let runner = Runner { root: self.root, plan: self.plan, tokens: &tokens };
+            let (warm, run) = self.durations();
+            let label = format!("scale/{}k", sessions / 1000);
+            let sat = runner.measure(
+                &label,
+                &server,
+                &runner.zipf(&server, "/v1/me", 0, warm),
+                &runner.zipf(&server, "/v1/me", 0, run),
+            )?;
+            report.add(&label, sat.clone());
+            // The same offered load at every size: half of what 10k sessions sustained.
+            let d = *delay.get_or_insert_with(|| {
+                fixed_load_delay(self.plan.connections, sat.wrk.rps() * 0.5)
+            });
+            let fixed = format!("{label}@fixed");
+            let m = runner.measure(
+                &fixed,
+                &server,
+                &runner.zipf(&server, "/v1/me", d, warm),
+                &runner.zipf(&server, "/v1/me", d, run),
+            )?;
+            report.add(&fixed, m);
+            drop(server);
+        }
+        Ok(())
+    }
+}
+
+/// Waits on the orchestrating thread, which runs no async task: processes and wrk do
+/// the work meanwhile.
+#[allow(clippy::disallowed_methods)] // The ban protects async workers; this is none.
+pub(crate) fn pause(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// The per-connection delay (ms, at least 1) that makes `connections` connections
+/// offer about `rate` requests per second.
+fn fixed_load_delay(connections: u32, rate: f64) -> u64 {
+    if rate <= 0.0 {
+        return 1;
+    }
+    ((connections as f64 * 1000.0 / rate).round() as u64).max(1)
+}
+
+/// The machine, for the record.
+fn machine() -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert("nproc", std::thread::available_parallelism().map_or(0, |n| n.get()).to_string());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    m.insert("cpu", cpu);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    m.insert("memory", mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_load_delay_is_connections_over_rate() {
+        assert_eq!(fixed_load_delay(64, 6400.0), 10);
+        assert_eq!(fixed_load_delay(64, 1_000_000.0), 1);
+        assert_eq!(fixed_load_delay(64, 0.0), 1);
+    }
+}

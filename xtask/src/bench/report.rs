@@ -1,0 +1,390 @@
+//! The results of a run: medians over the rounds, ratios to each point's baseline, the
+//! goals of BENCH.md, one table on stdout and the same as JSON.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::criterion::{latency_ns, median_ns};
+use super::server::TierDeltas;
+use super::wrk::WrkResult;
+
+/// One measured run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measured {
+    /// wrk's figures.
+    pub wrk: WrkResult,
+    /// The tiers' work during the run.
+    pub deltas: TierDeltas,
+    /// The server's resident memory after the run.
+    pub rss_kib: Option<u64>,
+}
+
+/// The medians of a point over its rounds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    memory_hit: Option<f64>,
+    redis_hit: Option<f64>,
+    sql_per_request: f64,
+    errors: u64,
+    rss_kib: Option<u64>,
+    runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn summarize(runs: &[Measured]) -> Summary {
+    let med = |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f).collect());
+    let ratio = |hits: f64, all: f64| if all > 0.0 { Some(hits / all) } else { None };
+    let memory_hit: Vec<f64> =
+        runs.iter().filter_map(|m| ratio(m.deltas.memory_hits, m.deltas.memory_lookups)).collect();
+    let redis_hit: Vec<f64> =
+        runs.iter().filter_map(|m| ratio(m.deltas.redis_hits, m.deltas.redis_lookups)).collect();
+    Summary {
+        rps: med(&|m| m.wrk.rps()),
+        p50_us: med(&|m| m.wrk.p50_us as f64),
+        p99_us: med(&|m| m.wrk.p99_us as f64),
+        memory_hit: (!memory_hit.is_empty()).then(|| median(memory_hit)),
+        redis_hit: (!redis_hit.is_empty()).then(|| median(redis_hit)),
+        sql_per_request: med(&|m| {
+            if m.wrk.requests == 0 { 0.0 } else { m.deltas.sql_queries / m.wrk.requests as f64 }
+        }),
+        errors: runs.iter().map(|m| m.wrk.errors()).sum(),
+        rss_kib: runs.iter().filter_map(|m| m.rss_kib).max(),
+        runs: runs.len(),
+    }
+}
+
+/// How a point compares with its baseline.
+#[derive(Clone, Copy)]
+enum Compare {
+    /// req/s over the baseline's req/s.
+    Throughput(&'static str),
+    /// p99 over the baseline's p99.
+    P99(&'static str),
+}
+
+/// Each HTTP point's baseline.
+fn baseline_of(point: &str) -> Option<Compare> {
+    Some(match point {
+        "me/memory" | "me/sqlite" => Compare::Throughput("ceiling"),
+        "me/redis" => Compare::Throughput("baseline/redis"),
+        "me/sql" => Compare::Throughput("baseline/sql"),
+        "me/memory@half" => Compare::P99("ceiling@half"),
+        "me/memory@half+storm" => Compare::P99("me/memory@half"),
+        "scale/100k@fixed" | "scale/1000k@fixed" => Compare::P99("scale/10k@fixed"),
+        _ => return None,
+    })
+}
+
+/// Everything a run measured.
+pub struct Report {
+    plan: Value,
+    machine: BTreeMap<&'static str, String>,
+    points: Vec<(String, Vec<Measured>)>,
+    fixed_load_rps: Vec<f64>,
+    criterion: BTreeMap<&'static str, Option<f64>>,
+    elapsed: Duration,
+}
+
+/// A goal's verdict.
+struct Goal {
+    id: &'static str,
+    measure: String,
+    value: Option<f64>,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+impl Report {
+    /// An empty report of a run with `plan` on `machine`.
+    pub fn new(plan: Value, machine: BTreeMap<&'static str, String>) -> Self {
+        Self {
+            plan,
+            machine,
+            points: Vec::new(),
+            fixed_load_rps: Vec::new(),
+            criterion: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Records one run of `point`.
+    pub fn add(&mut self, point: &str, measured: Measured) {
+        match self.points.iter_mut().find(|(p, _)| p == point) {
+            Some((_, runs)) => runs.push(measured),
+            None => self.points.push((point.to_owned(), vec![measured])),
+        }
+    }
+
+    /// Records the offered load of a round's fixed-load points.
+    pub fn set_fixed_load(&mut self, rps: f64) {
+        self.fixed_load_rps.push(rps);
+    }
+
+    /// Reads the criterion results (in-process points).
+    pub fn criterion(&mut self, root: &Path) {
+        let c = &mut self.criterion;
+        c.insert("memory/tiered_get_hit", median_ns(root, "memory/tiered_get_hit"));
+        c.insert("memory/raw_moka_get", median_ns(root, "memory/raw_moka_get"));
+        c.insert("validate/memory_hit", median_ns(root, "validate/memory_hit"));
+        c.insert(
+            "validate/memory_hit p99",
+            latency_ns(root, "validate-memory-hit-latency.json", "p99_ns"),
+        );
+        c.insert(
+            "memory/tiered_get_hit p99",
+            latency_ns(root, "memory-tier-hit-latency.json", "p99_ns"),
+        );
+        c.insert("redis/store_get_hit", median_ns(root, "redis/store_get_hit"));
+        c.insert("redis/tiered_get_hit", median_ns(root, "redis/tiered_get_hit"));
+        c.insert("redis/raw_fred_get", median_ns(root, "redis/raw_fred_get"));
+        c.insert("sql/postgres_store_get_hit", median_ns(root, "sql/postgres_store_get_hit"));
+        c.insert("sql/postgres_raw_select", median_ns(root, "sql/postgres_raw_select"));
+        c.insert("sql/sqlite_store_get_hit", median_ns(root, "sql/sqlite_store_get_hit"));
+        c.insert("sql/sqlite_raw_select", median_ns(root, "sql/sqlite_raw_select"));
+        c.insert("argon2/hash", median_ns(root, "argon2/hash"));
+        c.insert("argon2/verify", median_ns(root, "argon2/verify"));
+    }
+
+    fn summary(&self, point: &str) -> Option<Summary> {
+        self.points.iter().find(|(p, _)| p == point).map(|(_, runs)| summarize(runs))
+    }
+
+    fn ratio(&self, point: &str) -> Option<(String, f64)> {
+        let s = self.summary(point)?;
+        match baseline_of(point)? {
+            Compare::Throughput(b) => Some((format!("{b} req/s"), s.rps / self.summary(b)?.rps)),
+            Compare::P99(b) => Some((format!("{b} p99"), s.p99_us / self.summary(b)?.p99_us)),
+        }
+    }
+
+    fn crit(&self, id: &str) -> Option<f64> {
+        self.criterion.get(id).copied().flatten()
+    }
+
+    fn goals(&self) -> Vec<Goal> {
+        let ratio = |p: &str| self.ratio(p).map(|(_, r)| r);
+        let div = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+        let at_least = |v: Option<f64>, min: f64| v.map(|v| v >= min);
+        let at_most = |v: Option<f64>, max: f64| v.map(|v| v <= max);
+        let mut goals = vec![
+            Goal {
+                id: "B1",
+                measure: "me/memory req/s / ceiling req/s".into(),
+                value: ratio("me/memory"),
+                target: ">= 0.90",
+                met: at_least(ratio("me/memory"), 0.90),
+            },
+            Goal {
+                id: "B2",
+                measure: "me/memory p99 / ceiling p99, same offered load".into(),
+                value: ratio("me/memory@half"),
+                target: "<= 1.10",
+                met: at_most(ratio("me/memory@half"), 1.10),
+            },
+            Goal {
+                id: "B3",
+                measure: "me/redis req/s / baseline/redis req/s".into(),
+                value: ratio("me/redis"),
+                target: ">= 0.90",
+                met: at_least(ratio("me/redis"), 0.90),
+            },
+            Goal {
+                id: "B4",
+                measure: "me/sql req/s / baseline/sql req/s".into(),
+                value: ratio("me/sql"),
+                target: ">= 0.90",
+                met: at_least(ratio("me/sql"), 0.90),
+            },
+        ];
+        let p99 = self.crit("validate/memory_hit p99");
+        let vs_moka = div(self.crit("validate/memory_hit"), self.crit("memory/raw_moka_get"));
+        goals.push(Goal {
+            id: "B5",
+            measure: "in-process validate, memory hit: p99 (us)".into(),
+            value: p99.map(|ns| ns / 1000.0),
+            target: "<= 2 us",
+            met: at_most(p99, 2000.0),
+        });
+        goals.push(Goal {
+            id: "B5",
+            measure: "validate p50 / raw moka get p50".into(),
+            value: vs_moka,
+            target: "<= 10",
+            met: at_most(vs_moka, 10.0),
+        });
+        let redis = div(self.crit("redis/tiered_get_hit"), self.crit("redis/raw_fred_get"));
+        let sql =
+            div(self.crit("sql/postgres_store_get_hit"), self.crit("sql/postgres_raw_select"));
+        goals.push(Goal {
+            id: "B6",
+            measure: "Redis-tier get p50 / raw fred GET p50".into(),
+            value: redis,
+            target: "<= 1.3",
+            met: at_most(redis, 1.3),
+        });
+        goals.push(Goal {
+            id: "B6",
+            measure: "SQL-tier get p50 / raw diesel select p50".into(),
+            value: sql,
+            target: "<= 1.3",
+            met: at_most(sql, 1.3),
+        });
+        let b7 = self.summary("me/memory").map(|s| s.sql_per_request);
+        goals.push(Goal {
+            id: "B7",
+            measure: "SQL queries per /v1/me (me/memory, memory = 10% of sessions)".into(),
+            value: b7,
+            target: "<= 0.001",
+            met: at_most(b7, 0.001),
+        });
+        let b8 = div(self.summary("login").map(|s| s.p50_us * 1000.0), self.crit("argon2/verify"));
+        goals.push(Goal {
+            id: "B8",
+            measure: "login p50 / argon2 verify".into(),
+            value: b8,
+            target: "<= 1.2",
+            met: at_most(b8, 1.2),
+        });
+        goals.push(Goal {
+            id: "B9",
+            measure: "/v1/me p99 during a login storm / without".into(),
+            value: ratio("me/memory@half+storm"),
+            target: "<= 2",
+            met: at_most(ratio("me/memory@half+storm"), 2.0),
+        });
+        goals.push(Goal {
+            id: "B10",
+            measure: "/v1/me p99 at 1M sessions / at 10k".into(),
+            value: ratio("scale/1000k@fixed"),
+            target: "<= 1.2",
+            met: at_most(ratio("scale/1000k@fixed"), 1.2),
+        });
+        goals
+    }
+
+    /// Prints the table and the goals on stdout.
+    pub fn finish(&mut self, elapsed: Duration) {
+        self.elapsed = elapsed;
+        let mut out = String::new();
+        let fmt_opt =
+            |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
+        out.push_str(&format!(
+            "\n{:<22} {:>10} {:>8} {:>8}  {:<22} {:>6} {:>8} {:>8} {:>9} {:>6} {:>5}\n",
+            "point",
+            "req/s",
+            "p50 us",
+            "p99 us",
+            "baseline",
+            "ratio",
+            "mem hit",
+            "redis hit",
+            "SQL q/req",
+            "errors",
+            "runs"
+        ));
+        for (point, _) in &self.points {
+            let Some(s) = self.summary(point) else { continue };
+            let (base, ratio) =
+                self.ratio(point).map_or(("-".to_owned(), None), |(b, r)| (b, Some(r)));
+            out.push_str(&format!(
+                "{:<22} {:>10.0} {:>8.0} {:>8.0}  {:<22} {:>6} {:>8} {:>8} {:>9.4} {:>6} {:>5}\n",
+                point,
+                s.rps,
+                s.p50_us,
+                s.p99_us,
+                base,
+                fmt_opt(ratio, &|r| format!("{r:.2}")),
+                fmt_opt(s.memory_hit, &|h| format!("{:.1}%", h * 100.0)),
+                fmt_opt(s.redis_hit, &|h| format!("{:.1}%", h * 100.0)),
+                s.sql_per_request,
+                s.errors,
+                s.runs,
+            ));
+        }
+        if !self.fixed_load_rps.is_empty() {
+            out.push_str(&format!(
+                "(@half: fixed offered load of about {:.0} req/s, half of what me/memory sustained)\n",
+                median(self.fixed_load_rps.clone())
+            ));
+        }
+        for (point, _) in
+            self.points.iter().filter(|(p, _)| p.starts_with("scale/") && !p.ends_with("@fixed"))
+        {
+            if let Some(rss) = self.summary(point).and_then(|s| s.rss_kib) {
+                out.push_str(&format!("{point}: authd RSS {:.1} MiB\n", rss as f64 / 1024.0));
+            }
+        }
+        out.push_str("\nin-process (criterion medians, ns):\n");
+        for (id, v) in &self.criterion {
+            out.push_str(&format!("  {id:<28} {}\n", fmt_opt(*v, &|v| format!("{v:.0}"))));
+        }
+        out.push_str("\ngoals:\n");
+        for g in self.goals() {
+            let verdict = match g.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            out.push_str(&format!(
+                "  {:<4} {:<62} {:>8} (goal {:<8}) {}\n",
+                g.id,
+                g.measure,
+                fmt_opt(g.value, &|v| format!("{v:.3}")),
+                g.target,
+                verdict
+            ));
+        }
+        out.push_str(&format!("\nrun took {:.0} s\n", elapsed.as_secs_f64()));
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    }
+
+    /// Everything as JSON.
+    pub fn to_json(&self) -> Value {
+        let points: Vec<Value> = self
+            .points
+            .iter()
+            .map(|(point, runs)| {
+                let s = summarize(runs);
+                json!({
+                    "point": point,
+                    "rps": s.rps, "p50_us": s.p50_us, "p99_us": s.p99_us,
+                    "baseline": self.ratio(point).map(|(b, _)| b),
+                    "ratio": self.ratio(point).map(|(_, r)| r),
+                    "memory_hit_rate": s.memory_hit, "redis_hit_rate": s.redis_hit,
+                    "sql_queries_per_request": s.sql_per_request,
+                    "errors": s.errors, "rss_kib": s.rss_kib,
+                    "runs": runs,
+                })
+            })
+            .collect();
+        let goals: Vec<Value> = self
+            .goals()
+            .into_iter()
+            .map(|g| json!({"id": g.id, "measure": g.measure, "value": g.value, "goal": g.target, "met": g.met}))
+            .collect();
+        json!({
+            "machine": self.machine,
+            "plan": self.plan,
+            "fixed_load_rps": self.fixed_load_rps,
+            "points": points,
+            "criterion_ns": self.criterion,
+            "goals": goals,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+        })
+    }
+}

@@ -1,0 +1,242 @@
+//! One `authd` process per configuration, on a free loopback port, and what the
+//! benchmark reads from it: readiness, Prometheus metrics, resident memory.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// How one `authd` is configured (everything else is authd's default).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Short name (`full`, `redis`, `sql`, `sqlite`), also the log file's.
+    pub name: &'static str,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `REDIS_URL`, when the Redis tier is on.
+    pub redis_url: Option<String>,
+    /// The memory tier's `max_entries`, when it is on.
+    pub memory_entries: Option<u64>,
+    /// `redis.key_prefix`.
+    pub key_prefix: String,
+}
+
+/// A running `authd`; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Server {
+    /// The configuration it runs with.
+    pub config: ServerConfig,
+    port: u16,
+    child: Child,
+}
+
+/// A free loopback port (bound, then released for the child to bind).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts `bin` with `config` in `run_dir` (no `authd.toml` there), logging to
+    /// `run_dir/logs/authd-{name}.log`, and waits until `/health/ready` says `ok`.
+    pub fn start(bin: &Path, config: ServerConfig, run_dir: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let logs = run_dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = std::fs::File::create(logs.join(format!("authd-{}.log", config.name)))?;
+        let mut cmd = Command::new(bin);
+        for (key, _) in std::env::vars_os() {
+            if key
+                .to_str()
+                .is_some_and(|k| k.starts_with("AUTHD_") || k == "DATABASE_URL" || k == "REDIS_URL")
+            {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(run_dir)
+            .env("RUST_LOG", "warn")
+            .env("AUTHD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", &config.database_url)
+            .env("AUTHD_REDIS__KEY_PREFIX", &config.key_prefix)
+            .env("AUTHD_MEMORY__ENABLED", config.memory_entries.is_some().to_string())
+            .env("AUTHD_MAIL__DIR", run_dir.join("mail"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(entries) = config.memory_entries {
+            cmd.env("AUTHD_MEMORY__MAX_ENTRIES", entries.to_string());
+        }
+        if let Some(url) = &config.redis_url {
+            cmd.env("REDIS_URL", url);
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut server = Self { config, port, child };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("authd ({}) exited at start-up with {status}; see its log", self.config.name);
+            }
+            if let Ok((200, body)) = http_get(self.port, "/health/ready") {
+                // `degraded` while Redis is not trusted yet: wait for `ok`.
+                if body.contains("\"status\":\"ok\"") {
+                    return Ok(());
+                }
+            }
+            super::pause(Duration::from_millis(200));
+        }
+        bail!("authd ({}) was not ready within 60 s; see its log", self.config.name)
+    }
+
+    /// `http://127.0.0.1:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The counters of `/metrics`.
+    pub fn metrics(&self) -> anyhow::Result<Metrics> {
+        let (status, body) = http_get(self.port, "/metrics")?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}");
+        Ok(Metrics::parse(&body))
+    }
+
+    /// Resident memory of the process in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Graceful first, so the stores close their connections.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            super::pause(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback: status and body.
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP status line")?;
+    Ok((status, body.to_owned()))
+}
+
+/// Prometheus samples: series (`name{labels}`) to value.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics(HashMap<String, f64>);
+
+impl Metrics {
+    fn parse(text: &str) -> Self {
+        let mut samples = HashMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            if let Some((series, value)) = line.rsplit_once(' ') {
+                if let Ok(v) = value.parse::<f64>() {
+                    samples.insert(series.to_owned(), v);
+                }
+            }
+        }
+        Self(samples)
+    }
+
+    /// Sum of the samples of `name` whose labels include every `key="value"` of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(series, _)| {
+                let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+                n == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// What the tiers did during one measured run (deltas of `/metrics`).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TierDeltas {
+    /// Session lookups answered by the memory tier, and all that asked it.
+    pub memory_hits: f64,
+    /// Session lookups that asked the memory tier.
+    pub memory_lookups: f64,
+    /// Session lookups answered by the Redis tier.
+    pub redis_hits: f64,
+    /// Session lookups that asked the Redis tier.
+    pub redis_lookups: f64,
+    /// Statements sent to SQL.
+    pub sql_queries: f64,
+}
+
+impl TierDeltas {
+    /// The deltas between two scrapes.
+    pub fn between(before: &Metrics, after: &Metrics) -> Self {
+        let d = |name: &str, labels: &[(&str, &str)]| {
+            after.sum(name, labels) - before.sum(name, labels)
+        };
+        let lookups = "tier_lookups_total";
+        let tier = |t: &'static str| {
+            let hits = d(lookups, &[("kind", "session"), ("tier", t), ("result", "hit")]);
+            let all = hits
+                + d(lookups, &[("kind", "session"), ("tier", t), ("result", "miss")])
+                + d(lookups, &[("kind", "session"), ("tier", t), ("result", "error")]);
+            (hits, all)
+        };
+        let (memory_hits, memory_lookups) = tier("memory");
+        let (redis_hits, redis_lookups) = tier("redis");
+        Self {
+            memory_hits,
+            memory_lookups,
+            redis_hits,
+            redis_lookups,
+            sql_queries: d("sql_queries_total", &[]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_summed_by_labels() {
+        let text = "# TYPE x counter\n\
+                    tier_lookups_total{kind=\"session\",tier=\"memory\",result=\"hit\"} 90\n\
+                    tier_lookups_total{kind=\"session\",tier=\"memory\",result=\"miss\"} 10\n\
+                    tier_lookups_total{kind=\"user\",tier=\"memory\",result=\"hit\"} 5\n\
+                    sql_queries_total{backend=\"postgres\"} 7\n";
+        let before = Metrics::default();
+        let after = Metrics::parse(text);
+        assert_eq!(after.sum("tier_lookups_total", &[("tier", "memory")]), 105.0);
+        let d = TierDeltas::between(&before, &after);
+        assert_eq!((d.memory_hits, d.memory_lookups, d.sql_queries), (90.0, 100.0, 7.0));
+        assert_eq!(d.redis_lookups, 0.0);
+    }
+}
