@@ -51,6 +51,16 @@ impl RedisStore {
             .await
     }
 
+    /// A revocation Redis did not confirm (timeout, dropped connection) may never have
+    /// reached it: the journal already holds it (SQL is written first), so distrust
+    /// Redis until a replay has applied it.
+    fn confirm_revocation<T>(&self, result: Result<T, RedisError>) -> Result<T, RedisError> {
+        if result.is_err() {
+            self.shared.revocation_unconfirmed();
+        }
+        result
+    }
+
     /// Runs one script per item in a pipeline and sums the integer replies. A batch
     /// that met a server without the scripts (restarted) is sent again after loading
     /// them; every batch script is idempotent.
@@ -154,12 +164,9 @@ impl SessionStore for RedisStore {
             self.shared.keys.channel().into(),
             message.into(),
         ];
-        let deleted: i64 = self
-            .shared
-            .scripts
-            .delete
-            .call(&self.shared.pool, self.session_keys(key), args)
-            .await?;
+        let result =
+            self.shared.scripts.delete.call(&self.shared.pool, self.session_keys(key), args).await;
+        let deleted: i64 = self.confirm_revocation(result)?;
         Ok(deleted == 1)
     }
 
@@ -181,12 +188,13 @@ impl SessionStore for RedisStore {
             message.into(),
             "all".into(),
         ];
-        let deleted: i64 = self
+        let result = self
             .shared
             .scripts
             .revoke_all
             .call(&self.shared.pool, vec![keys.index(user), keys.fence(user)], args)
-            .await?;
+            .await;
+        let deleted: i64 = self.confirm_revocation(result)?;
         Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
@@ -371,7 +379,11 @@ impl RevocationSink for RedisStore {
     /// Writes tombstones and fences and deletes the covered sessions (pipelined);
     /// publishes nothing (the revoking instance did).
     async fn apply_revocations(&self, revocations: &[Revocation]) -> StoreResult<()> {
-        apply_revocations(&self.shared, revocations).await
+        let result = apply_revocations(&self.shared, revocations).await;
+        if result.is_err() {
+            self.shared.revocation_unconfirmed();
+        }
+        result
     }
 
     /// Deletes every cached session, index, user and verification under the prefix

@@ -110,6 +110,15 @@ pub(crate) struct Shared {
     trust: Trust,
 }
 
+impl Shared {
+    /// A revocation may not have reached Redis: replay the journal (which has it) before
+    /// trusting reads again.
+    pub(crate) fn revocation_unconfirmed(&self) {
+        tracing::debug!("a revocation was not confirmed by redis; replaying the journal");
+        self.trust.distrust();
+    }
+}
+
 /// Stops the background tasks and closes the connections when the last clone of a
 /// store is dropped.
 struct Tasks {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cache_core::{
     Breaker, BreakerConfig, BreakerHandle, BreakerState, ManualClock, Session, SessionKey,
-    SessionStore, SharedClock, StoreResult, SystemClock, Tiered, TokenHash, UserId,
+    SessionStore, SharedClock, StoreError, StoreResult, SystemClock, Tiered, TokenHash, UserId,
 };
 use cache_memory::{MemoryConfig, MemoryStore};
 use cache_redis::fred::interfaces::KeysInterface;
@@ -398,5 +398,62 @@ async fn restored_snapshot_brings_no_revoked_session_back() {
     for s in all.iter().chain([&single]) {
         assert!(!redis.put(s).await.unwrap(), "a late fill revived a revoked session");
     }
+    drop(server);
+}
+
+/// A revocation Redis does not confirm (here: it times out on a paused server, for much
+/// less than fred's unresponsive check, so the connection survives) makes the store
+/// distrust Redis and replay the journal, which also repairs revocations Redis never saw
+/// (here: one written to SQL only, as when an open breaker skips the Redis tier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_revocation_makes_the_store_replay_the_journal() {
+    if !redis_server_available() {
+        return;
+    }
+    let server = blocking(|| RedisServer::start("unconfirmed", &[])).await;
+    let manual = ManualClock::starting_now();
+    let clock: SharedClock = manual.clone();
+    let sql = cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap();
+    let config = RedisConfig {
+        url: server.url(),
+        key_prefix: unique_prefix("unconfirmed"),
+        ..RedisConfig::default()
+    };
+    let redis = RedisStore::connect(config, clock.clone()).await.unwrap();
+    let stack = stack(memory(clock.clone()), redis.clone(), sql.clone()).await;
+    let (a, b) = (sample_session(&manual, random_user()), sample_session(&manual, random_user()));
+    stack.create(&a).await.unwrap();
+    stack.create(&b).await.unwrap();
+
+    assert!(sql.delete(&b.key).await.unwrap());
+    assert_eq!(redis.get(&b.key).await.unwrap(), Some(b.clone()), "redis never saw b's revocation");
+
+    let replays = redis.replays();
+    let server = blocking(move || {
+        server.pause();
+        server
+    })
+    .await;
+    assert!(sql.delete(&a.key).await.unwrap());
+    let unconfirmed = redis.delete(&a.key).await;
+    assert!(matches!(unconfirmed, Err(StoreError::Timeout(_))), "{unconfirmed:?}");
+    assert!(!redis.is_trusted());
+    assert!(redis.get(&b.key).await.is_err(), "reads are refused until the replay");
+    let server = blocking(move || {
+        server.resume();
+        server
+    })
+    .await;
+
+    let start = Instant::now();
+    while redis.replays() == replays {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no replay after the unconfirmed revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(redis.get(&a.key).await.unwrap(), None);
+    assert_eq!(redis.get(&b.key).await.unwrap(), None);
     drop(server);
 }
