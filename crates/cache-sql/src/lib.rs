@@ -13,6 +13,8 @@
 //!   lost writes ([`cache_core::RevocationJournal`]).
 //! - Every operation is bounded: the pool's connection timeout while the database is
 //!   unreachable (reported as unavailable), the query timeout once connected.
+//! - IP blocks (table `ip_blocks`) are the authority of every instance's block list
+//!   ([`cache_core::BlockList`]).
 //! - Migrations (`migrations/postgres`, `migrations/sqlite`) are embedded and applied
 //!   by [`SqlStore::migrate`].
 
@@ -24,6 +26,7 @@ mod macros;
 
 mod accounts;
 mod analytics;
+mod blocks;
 mod bulk;
 mod error;
 mod rows;
