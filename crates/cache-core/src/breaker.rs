@@ -4,7 +4,10 @@
 //! and every call fails at once (no request waits for a dead Redis). While open, at most
 //! one call per `probe_interval` is let through as a probe; its success closes the
 //! breaker. A tiered store treats the immediate errors as a skipped tier, so requests are
-//! served by the remaining tiers at full speed. Transitions are logged once each.
+//! served by the remaining tiers at full speed. Revocations (`delete`,
+//! `delete_user_sessions`, `apply_revocations`) are never short-circuited: a revoked
+//! session must not survive in a tier that was only stalled. Transitions are logged once
+//! each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -182,6 +185,17 @@ impl<S> Breaker<S> {
         if !self.admit() {
             return Err(StoreError::unavailable(BreakerOpen(self.inner.tier)));
         }
+        self.observe(fut).await
+    }
+
+    /// Revocations always go through, open or not: one rejected while the tier is merely
+    /// stalled (its connection never dropped, so no replay follows) would leave a revoked
+    /// session alive there. They are rare; a dead tier costs them one timeout.
+    async fn call_always<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        self.observe(fut).await
+    }
+
+    async fn observe<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let result = fut.await;
         match &result {
             Ok(_) | Err(StoreError::Conflict(_) | StoreError::Corrupt(_)) => self.on_success(),
@@ -233,14 +247,14 @@ impl<S: SessionStore> SessionStore for Breaker<S> {
         self.call(self.store.extend(key, expected_version, new_expires_at)).await
     }
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
-        self.call(self.store.delete(key)).await
+        self.call_always(self.store.delete(key)).await
     }
     async fn delete_user_sessions(
         &self,
         user: UserId,
         keep: Option<TokenHash>,
     ) -> StoreResult<u64> {
-        self.call(self.store.delete_user_sessions(user, keep)).await
+        self.call_always(self.store.delete_user_sessions(user, keep)).await
     }
     async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
         self.call(self.store.list_user_sessions(user)).await
@@ -286,7 +300,7 @@ impl<S: VerificationStore> VerificationStore for Breaker<S> {
 #[async_trait]
 impl<S: RevocationSink> RevocationSink for Breaker<S> {
     async fn apply_revocations(&self, revocations: &[Revocation]) -> StoreResult<()> {
-        self.call(self.store.apply_revocations(revocations)).await
+        self.call_always(self.store.apply_revocations(revocations)).await
     }
     async fn clear(&self) -> StoreResult<()> {
         self.call(self.store.clear()).await
@@ -341,6 +355,24 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.get(&key()).await.unwrap(), None);
         assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn revocations_go_through_an_open_breaker() {
+        let mut store = MockSessionStore::new();
+        store.expect_tier().return_const("redis");
+        store.expect_get().returning(|_| Err(StoreError::timeout("stalled")));
+        store.expect_delete().times(1).returning(|_| Ok(true));
+        store.expect_delete_user_sessions().times(1).returning(|_, _| Ok(2));
+        let breaker = Breaker::new(store, "redis", BreakerConfig::default());
+        for _ in 0..3 {
+            assert!(breaker.get(&key()).await.is_err());
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert!(breaker.delete(&key()).await.unwrap());
+        assert_eq!(breaker.delete_user_sessions(key().user, None).await.unwrap(), 2);
+        // A success observed through a revocation closes it again.
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[tokio::test]

@@ -154,21 +154,27 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     }
 
     async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
-        match self.front.get(key).await {
+        let front_ok = match self.front.get(key).await {
             Ok(Some(session)) => {
                 self.session_front.hit.increment(1);
                 return Ok(Some(session));
             }
-            Ok(None) => self.session_front.miss.increment(1),
+            Ok(None) => {
+                self.session_front.miss.increment(1);
+                true
+            }
             Err(e) => {
                 self.session_front.error.increment(1);
                 tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
+                false
             }
-        }
+        };
         self.sessions_inflight
             .run(key, || async {
                 let found = self.session_back.time(self.back.get(key)).await?;
-                if let Some(session) = &found {
+                // A front that just failed to read would likely fail (slowly) to write:
+                // skip the backfill so one call never waits for two of its timeouts.
+                if let Some(session) = found.as_ref().filter(|_| front_ok) {
                     match self.front.put(session).await {
                         Ok(true) => self.session_front.backfill.increment(1),
                         Ok(false) => {}
@@ -243,21 +249,25 @@ impl<F: UserCache, B: UserCache> UserCache for Tiered<F, B> {
     }
 
     async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
-        match self.front.get_user(id).await {
+        let front_ok = match self.front.get_user(id).await {
             Ok(Some(user)) => {
                 self.user_front.hit.increment(1);
                 return Ok(Some(user));
             }
-            Ok(None) => self.user_front.miss.increment(1),
+            Ok(None) => {
+                self.user_front.miss.increment(1);
+                true
+            }
             Err(e) => {
                 self.user_front.error.increment(1);
                 tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
+                false
             }
-        }
+        };
         self.users_inflight
             .run(&id, || async {
                 let found = self.user_back.time(self.back.get_user(id)).await?;
-                if let Some(user) = &found {
+                if let Some(user) = found.as_ref().filter(|_| front_ok) {
                     match self.front.put_user(user).await {
                         Ok(()) => self.user_front.backfill.increment(1),
                         Err(e) => self.front_write_failed("backfill_user", &e),
@@ -407,7 +417,8 @@ mod tests {
         front.expect_get().returning(|_| Err(StoreError::unavailable("redis down")));
         let found = s.clone();
         back.expect_get().times(1).returning(move |_| Ok(Some(found.clone())));
-        front.expect_put().returning(|_| Err(StoreError::unavailable("redis down")));
+        // No backfill into a tier that just failed: it would cost another timeout.
+        front.expect_put().never();
         assert_eq!(Tiered::new(front, back).get(&s.key).await.unwrap(), Some(s));
     }
 
