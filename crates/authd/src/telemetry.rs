@@ -26,8 +26,8 @@ static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 /// microseconds) through a Redis or SQL round trip to a stalled request. Buckets, unlike
 /// the exporter's default summaries, add up across instances in `histogram_quantile`.
 pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
