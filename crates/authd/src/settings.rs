@@ -570,33 +570,37 @@ impl Settings {
         self.public_base_url.trim_end_matches('/')
     }
 
-    /// The flows' configuration.
+    /// The flows' configuration: these settings over `auth::AuthConfig::default()`.
+    // Spelled with `..defaults` so that a field `auth` adds keeps its default here until a
+    // setting exposes it.
+    #[allow(clippy::needless_update)]
     pub fn auth_config(&self) -> auth::AuthConfig {
         let a = &self.auth;
         let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
         let defaults = auth::AuthConfig::default();
+        let password = auth::PasswordPolicy {
+            min_chars: a.password_min_chars,
+            max_chars: a.password_max_chars,
+            ..defaults.password
+        };
+        let hash_concurrency =
+            if a.hash_concurrency == 0 { defaults.hash_concurrency } else { a.hash_concurrency };
         auth::AuthConfig {
             session_idle: secs(a.session_idle_secs),
             session_update_age: secs(a.session_update_age_secs),
             session_absolute: secs(a.session_absolute_secs),
             email_verification_ttl: secs(a.email_verification_ttl_secs),
             password_reset_ttl: secs(a.password_reset_ttl_secs),
-            password: auth::PasswordPolicy {
-                min_chars: a.password_min_chars,
-                max_chars: a.password_max_chars,
-            },
+            password,
             argon2: auth::Argon2Params {
                 memory_kib: a.argon2_memory_kib,
                 iterations: a.argon2_iterations,
                 parallelism: a.argon2_parallelism,
             },
-            hash_concurrency: if a.hash_concurrency == 0 {
-                defaults.hash_concurrency
-            } else {
-                a.hash_concurrency
-            },
+            hash_concurrency,
             public_base_url: self.public_base_url().to_owned(),
             user_agent_max_len: a.user_agent_max_len,
+            ..defaults
         }
     }
 
