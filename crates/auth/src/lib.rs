@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod mail;
 mod password;
+pub mod passwords;
 mod service;
 mod validate;
 

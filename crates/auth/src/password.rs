@@ -1,5 +1,6 @@
 //! Password hashing (argon2id, PHC strings) on the blocking pool with bounded
-//! concurrency, and the password policy.
+//! concurrency, and the password policy (length, and not on the breach list of
+//! [`crate::passwords`]).
 
 use std::sync::Arc;
 
@@ -107,6 +108,13 @@ pub(crate) fn check_policy(
             format!("the password must be at most {} characters long", policy.max_chars),
         ));
     }
+    if crate::passwords::is_common(password) {
+        return Err(AuthError::WeakPassword(
+            "this password is one of the most common passwords found in data breaches; \
+             choose another"
+                .to_owned(),
+        ));
+    }
     Ok(())
 }
 
@@ -163,7 +171,8 @@ mod tests {
     #[test]
     fn policy_counts_scalar_values() {
         let policy = PasswordPolicy { min_chars: 8, max_chars: 128 };
-        assert!(check_policy(&policy, "password", "12345678").is_ok());
+        // Exactly the minimum length (and not a common password).
+        assert!(check_policy(&policy, "password", "kq8#mz2p").is_ok());
         assert!(matches!(
             check_policy(&policy, "password", "1234567"),
             Err(AuthError::WeakPassword(_))
@@ -176,5 +185,10 @@ mod tests {
         ));
         // Whitespace counts and is kept.
         assert!(check_policy(&policy, "password", "        ").is_ok());
+        // Long enough, but on the breach list: refused with the reason.
+        match check_policy(&policy, "password", "Baseball1") {
+            Err(AuthError::WeakPassword(reason)) => assert!(reason.contains("common"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
