@@ -28,6 +28,9 @@ pub struct AuthConfig {
     pub public_base_url: String,
     /// User agents longer than this (in bytes, cut at a char boundary) are truncated.
     pub user_agent_max_len: usize,
+    /// What a session's user agent and address, captured at login, must still match on
+    /// every use (default [`FingerprintPolicy::Off`]).
+    pub fingerprint: FingerprintPolicy,
 }
 
 impl Default for AuthConfig {
@@ -43,6 +46,38 @@ impl Default for AuthConfig {
             hash_concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
             user_agent_max_len: 512,
+            fingerprint: FingerprintPolicy::default(),
+        }
+    }
+}
+
+/// How strictly a session is bound to the client that logged in. A violation revokes
+/// the session (in every tier), is logged with the user id and the policy, and answers
+/// `Unauthenticated`.
+///
+/// The user agent changes when a browser updates itself, and the address whenever a
+/// phone changes networks: `lenient` logs such users out after each browser update,
+/// `strict` on every network change. Both make a stolen cookie harder to replay from
+/// another client, which is why they exist; neither is on by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FingerprintPolicy {
+    /// No check (the default).
+    #[default]
+    Off,
+    /// The user agent must be the one of the login; an address change is only logged.
+    Lenient,
+    /// The user agent and the client address must both be those of the login.
+    Strict,
+}
+
+impl FingerprintPolicy {
+    /// Stable name, as configured and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FingerprintPolicy::Off => "off",
+            FingerprintPolicy::Lenient => "lenient",
+            FingerprintPolicy::Strict => "strict",
         }
     }
 }

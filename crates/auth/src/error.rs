@@ -46,6 +46,23 @@ pub enum AuthError {
     /// The [`crate::AuthConfig`] handed to [`crate::AuthService::new`] is unusable.
     #[error("invalid auth configuration: {0}")]
     Config(String),
+    /// Too many attempts (429 with `Retry-After` and `RateLimit-*` headers).
+    #[error("too many attempts; retry in {} seconds", retry_after_secs(.retry_after))]
+    RateLimited {
+        /// How long to wait before the next attempt can succeed.
+        retry_after: std::time::Duration,
+        /// The limit that applied (attempts per window).
+        limit: u32,
+        /// Attempts left in the window (0 when refused).
+        remaining: u32,
+        /// Time until a slot frees up.
+        reset: std::time::Duration,
+    },
+}
+
+/// Whole seconds to wait, rounded up (a client that waits less is refused again).
+pub fn retry_after_secs(wait: &std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl AuthError {
@@ -62,6 +79,7 @@ impl AuthError {
             AuthError::Unavailable(_) => "unavailable",
             AuthError::Internal(_) => "internal",
             AuthError::Config(_) => "invalid_config",
+            AuthError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -118,6 +136,13 @@ mod tests {
         assert_eq!(e.code(), "internal");
         assert_eq!(e.to_string(), "internal error");
         assert_eq!(AuthError::invalid("email", "bad").to_string(), "email: bad");
+        let limited = AuthError::RateLimited {
+            retry_after: std::time::Duration::from_millis(1500),
+            limit: 5,
+            remaining: 0,
+            reset: std::time::Duration::from_secs(2),
+        };
+        assert_eq!(limited.to_string(), "too many attempts; retry in 2 seconds");
         for (e, code) in [
             (AuthError::WeakPassword("short".into()), "weak_password"),
             (AuthError::InvalidCredentials, "invalid_credentials"),
@@ -126,6 +151,15 @@ mod tests {
             (AuthError::InvalidToken, "invalid_token"),
             (AuthError::NotFound, "not_found"),
             (AuthError::Config("x".into()), "invalid_config"),
+            (
+                AuthError::RateLimited {
+                    retry_after: std::time::Duration::from_millis(1500),
+                    limit: 5,
+                    remaining: 0,
+                    reset: std::time::Duration::from_millis(1500),
+                },
+                "rate_limited",
+            ),
         ] {
             assert_eq!(e.code(), code);
         }

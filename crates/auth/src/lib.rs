@@ -8,6 +8,7 @@
 //! traits and an injected clock; `authd` maps [`AuthError`] to status codes and sets the
 //! cookies. Mail goes out through a [`Mailer`] (SMTP or one `.eml` file per message).
 
+pub mod abuse;
 pub mod config;
 pub mod error;
 pub mod mail;
@@ -16,7 +17,8 @@ pub mod passwords;
 mod service;
 mod validate;
 
-pub use config::{Argon2Params, AuthConfig, PasswordPolicy};
+pub use abuse::{Abuse, AbuseConfig, Action, Detector, Scope};
+pub use config::{Argon2Params, AuthConfig, FingerprintPolicy, PasswordPolicy};
 pub use error::AuthError;
 pub use mail::{
     FileMailer, MailError, MailKind, Mailer, OutgoingMail, SmtpConfig, SmtpMailer, SmtpTls,

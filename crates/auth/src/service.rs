@@ -1,8 +1,9 @@
 //! [`AuthService`]: every flow, over the store traits, a mailer and the clock.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cache_core::{
     AccountStore, Conflict, NewUser, Purpose, Session, SessionKey, SessionStore, SessionToken,
@@ -12,7 +13,8 @@ use cache_core::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Argon2Params, AuthConfig};
+use crate::abuse::Abuse;
+use crate::config::{Argon2Params, AuthConfig, FingerprintPolicy};
 use crate::error::{AuthError, Chain};
 use crate::mail::{MailKind, Mailer, OutgoingMail};
 use crate::password::{Hasher, check_policy};
@@ -143,6 +145,7 @@ pub struct AuthService {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     config: AuthConfig,
     stores: Stores,
@@ -151,7 +154,15 @@ struct Inner {
     hasher: Hasher,
     dummy_hash: String,
     base_url: String,
+    /// Rate limits and automatic blocks, when attached ([`AuthService::with_abuse`]).
+    abuse: Option<Abuse>,
+    /// The last address each session was seen from under the lenient fingerprint
+    /// policy, so that an address change is logged once rather than on every request.
+    seen_addresses: Arc<Mutex<HashMap<TokenHash, IpAddr>>>,
 }
+
+/// Sessions remembered by `seen_addresses` before it is emptied (a log dedup, not state).
+const SEEN_ADDRESSES_MAX: usize = 10_000;
 
 impl fmt::Debug for AuthService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -210,13 +221,37 @@ impl AuthService {
         let dummy_hash = hasher.hash_blocking(DUMMY_PASSWORD)?;
         let base_url = config.public_base_url.trim_end_matches('/').to_owned();
         Ok(Self {
-            inner: Arc::new(Inner { config, stores, mailer, clock, hasher, dummy_hash, base_url }),
+            inner: Arc::new(Inner {
+                config,
+                stores,
+                mailer,
+                clock,
+                hasher,
+                dummy_hash,
+                base_url,
+                abuse: None,
+                seen_addresses: Arc::default(),
+            }),
         })
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &AuthConfig {
         &self.inner.config
+    }
+
+    /// Attaches the abuse protection policy: logins are then limited per account, per
+    /// address and per pair (failures count, successes are released) and feed the
+    /// credential-stuffing detector; resends and reset requests are limited per account;
+    /// unknown session tokens feed the token-guessing detector.
+    pub fn with_abuse(mut self, abuse: Abuse) -> Self {
+        Arc::make_mut(&mut self.inner).abuse = Some(abuse);
+        self
+    }
+
+    /// The attached abuse protection, if any.
+    pub fn abuse(&self) -> Option<&Abuse> {
+        self.inner.abuse.as_ref()
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -280,6 +315,10 @@ impl AuthService {
     /// working). Does nothing otherwise; answers `Ok(())` in every case.
     pub async fn resend_verification(&self, email: &str) -> Result<(), AuthError> {
         let email = normalize_email(email)?;
+        if let Some(abuse) = &self.inner.abuse {
+            // Every request counts, known address or not: the answer must not differ.
+            abuse.check_account(crate::abuse::Action::ResendVerification, &email).await?.keep();
+        }
         if let Some(credentials) = self.stores().accounts.credentials_by_email(&email).await? {
             let user = credentials.user;
             if !user.email_verified {
@@ -297,7 +336,35 @@ impl AuthService {
     ///
     /// An unknown email and a wrong password both give `InvalidCredentials` after one
     /// argon2 verification each; `EmailNotVerified` only follows a correct password.
+    /// With [`AuthService::with_abuse`], an attempt over a limit is `RateLimited` before
+    /// any work, and a wrong password counts towards the limits and the stuffing detector.
     pub async fn login(
+        &self,
+        input: LoginInput,
+        client: &ClientInfo,
+    ) -> Result<LoginOutcome, AuthError> {
+        let Some(abuse) = &self.inner.abuse else {
+            return self.login_unguarded(input, client).await;
+        };
+        // Keyed by what the flow would look up, so that case and spaces do not make
+        // new accounts out of one.
+        let account =
+            normalize_email(&input.email).unwrap_or_else(|_| input.email.trim().to_lowercase());
+        let permits = abuse.check_login(client.ip, &account).await?;
+        let result = self.login_unguarded(input, client).await;
+        match &result {
+            Err(AuthError::InvalidCredentials) => {
+                permits.keep();
+                abuse.login_failed(client.ip, &account).await;
+            }
+            // A success, a right password for an unverified address, or a failure of
+            // ours: not a guess, so it does not count.
+            _ => abuse.release(permits).await,
+        }
+        result
+    }
+
+    async fn login_unguarded(
         &self,
         input: LoginInput,
         client: &ClientInfo,
@@ -364,20 +431,96 @@ impl AuthService {
         token: &str,
         client: &ClientInfo,
     ) -> Result<Authenticated, AuthError> {
-        // Reserved for the session fingerprint policy (user agent / IP checks).
-        let _ = client;
         let key = SessionToken::parse(token).map_err(|_| AuthError::Unauthenticated)?.key();
         let stores = self.stores();
-        let mut session = stores.sessions.get(&key).await?.ok_or(AuthError::Unauthenticated)?;
+        let Some(mut session) = stores.sessions.get(&key).await? else {
+            // Well-formed but unknown (expired, revoked or guessed): evidence for the
+            // token-guessing detector, which counts distinct tokens per address.
+            if let Some(abuse) = &self.inner.abuse {
+                abuse.unknown_token(client.ip, &key.hash).await;
+            }
+            return Err(AuthError::Unauthenticated);
+        };
         let now = self.now();
         if !session.is_live(now) {
             return Err(AuthError::Unauthenticated);
         }
+        self.check_fingerprint(&session, client).await?;
         if now - session.renewed_at >= self.inner.config.session_update_age {
             session = self.renew(&key, session, now).await?;
         }
         let user = stores.users.get_user(key.user).await?.ok_or(AuthError::Unauthenticated)?;
         Ok(Authenticated { user, session })
+    }
+
+    /// Applies the fingerprint policy to a live session used by `client`: a violation
+    /// revokes the session and answers `Unauthenticated`.
+    async fn check_fingerprint(
+        &self,
+        session: &Session,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let policy = self.inner.config.fingerprint;
+        if policy == FingerprintPolicy::Off {
+            return Ok(());
+        }
+        // Compared as stored: cut to the same length as at login.
+        let max = self.inner.config.user_agent_max_len;
+        let agent = client.user_agent.as_deref().map(|ua| truncate(ua, max));
+        let agent_matches = agent == session.user_agent.as_deref();
+        let canonical = |ip: Option<IpAddr>| ip.map(|ip| ip.to_canonical());
+        let address_matches = canonical(client.ip) == canonical(session.ip);
+        let violated = match policy {
+            FingerprintPolicy::Off => false,
+            FingerprintPolicy::Lenient => !agent_matches,
+            FingerprintPolicy::Strict => !agent_matches || !address_matches,
+        };
+        if !violated {
+            if !address_matches {
+                self.log_address_change(session, client.ip);
+            }
+            return Ok(());
+        }
+        let user = session.key.user;
+        metrics::counter!("fingerprint_violations_total", "policy" => policy.as_str()).increment(1);
+        tracing::warn!(
+            user = %user,
+            policy = policy.as_str(),
+            user_agent_changed = !agent_matches,
+            address_changed = !address_matches,
+            "session used by another client than the one that logged in: revoked"
+        );
+        match self.stores().sessions.delete(&session.key).await {
+            Ok(_) => {
+                metrics::counter!("auth_sessions_revoked_total", "reason" => "fingerprint")
+                    .increment(1);
+            }
+            // Refused either way; the session stays refused on its next use too.
+            Err(e) => {
+                tracing::error!(user = %user, error = %Chain(&e), "could not revoke a session after a fingerprint violation")
+            }
+        }
+        Err(AuthError::Unauthenticated)
+    }
+
+    /// Logs a session's move to a new address once per address (lenient policy).
+    fn log_address_change(&self, session: &Session, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        let mut seen = self.inner.seen_addresses.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.get(&session.key.hash) == Some(&ip) {
+            return;
+        }
+        if seen.len() >= SEEN_ADDRESSES_MAX {
+            seen.clear();
+        }
+        seen.insert(session.key.hash, ip);
+        drop(seen);
+        tracing::info!(
+            user = %session.key.user,
+            login_address = ?session.ip,
+            address = %ip,
+            "session used from a new address"
+        );
     }
 
     /// Extends `session` with a compare-and-set on its version. A lost race re-reads the
@@ -503,6 +646,10 @@ impl AuthService {
     /// working). Answers `Ok(())` in every case.
     pub async fn forgot_password(&self, email: &str) -> Result<(), AuthError> {
         let email = normalize_email(email)?;
+        if let Some(abuse) = &self.inner.abuse {
+            // Every request counts, known address or not: the answer must not differ.
+            abuse.check_account(crate::abuse::Action::ForgotPassword, &email).await?.keep();
+        }
         // Drawn before the lookup so that known and unknown addresses do the same work.
         let token = VerificationToken::generate().map_err(AuthError::internal)?;
         let stores = self.stores();
@@ -543,6 +690,23 @@ impl AuthService {
         stores.verifications.delete_verifications(user, Purpose::PasswordReset).await?;
         self.invalidate_user(user).await;
         Ok(())
+    }
+
+    /// The live sessions of `user` (administration), most recently renewed first.
+    pub async fn user_sessions(&self, user: UserId) -> Result<Vec<SessionInfo>, AuthError> {
+        let sessions = self.stores().sessions.list_user_sessions(user).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionInfo {
+                id: s.key.hash.to_hex(),
+                created_at: s.created_at,
+                last_seen_at: s.renewed_at,
+                expires_at: s.expires_at.min(s.absolute_expires_at),
+                current: false,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect())
     }
 
     /// Ends every session of `user` (administration); returns how many were ended.
