@@ -292,6 +292,9 @@ struct Sample {
     value: f64,
 }
 
+/// A series' labels in order, without `le`.
+type Labels = Vec<(String, String)>;
+
 /// A parsed `/metrics` body.
 #[derive(Debug)]
 struct Metrics {
@@ -422,7 +425,7 @@ impl Metrics {
                 continue;
             }
             // Buckets per series (labels without `le`), in order of appearance.
-            let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+            let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
             for s in self.samples.iter().filter(|s| s.name == format!("{family}_bucket")) {
                 let le = s.labels.get("le").ok_or(format!("{family}_bucket without le"))?;
                 let key = s
@@ -1136,6 +1139,36 @@ async fn janitor_drops_redis_index_entries_of_expired_sessions() {
     let exists: u64 = redis.pool().exists(key).await.unwrap();
     assert_eq!(exists, 0);
     app.stop().await;
+}
+
+/// `cargo xtask cleanup`'s entry point: the service's configuration, passes until the
+/// backlog is done, a report of what went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_runs_passes_until_the_backlog_is_done() {
+    let _serial = SERIAL.lock().await;
+    init_logs();
+    let clock = ManualClock::starting_now();
+    let dir = TempDir::new("cleanup");
+    let url = format!("sqlite://{}", dir.0.join("auth.db").display());
+    let sql =
+        SqlStore::connect(&url, cache_sql::SqlConfig::default(), clock.clone()).await.unwrap();
+    sql.migrate().await.unwrap();
+    let seeded = seed_sessions(&sql, &clock, 2_500).await;
+    let mut settings = Settings::default();
+    settings.database.url = url.into();
+    settings.janitor.batch_size = 100;
+    settings.janitor.max_batches_per_pass = 5;
+    // 1,250 expired rows, 500 per pass: three passes, the last one complete.
+    let report = authd::ops::cleanup(&settings, clock.clone(), 100).await.unwrap();
+    assert_eq!(report.passes, 3);
+    assert_eq!(report.totals.sessions, seeded.expired_keys.len() as u64);
+    assert!(report.totals.complete);
+    assert_eq!(sql.count_expired_sessions().await.unwrap(), 0);
+    assert_eq!(sql.count_live_sessions().await.unwrap(), 1_250);
+    // Capped by `max_passes`, a clean-up says the backlog is not done.
+    clock.advance(Span::days(8));
+    let report = authd::ops::cleanup(&settings, clock, 1).await.unwrap();
+    assert_eq!((report.passes, report.totals.sessions, report.totals.complete), (1, 500, false));
 }
 
 // ---------------------------------------------------------------------------------------

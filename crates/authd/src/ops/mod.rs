@@ -109,18 +109,7 @@ impl Ops {
             None
         };
 
-        // Revocations must be remembered as long as a revoked session could otherwise
-        // be live (its absolute lifetime) and as far back as Redis is replayed.
-        let absolute = Duration::from_secs(settings.auth.session_absolute_secs);
-        let replay = backends.redis.as_ref().map_or(Duration::ZERO, |r| r.config().replay_window);
-        let janitor = Arc::new(Janitor::new(
-            settings.janitor.clone(),
-            backends.sql.clone(),
-            backends.redis.clone(),
-            Some(analytics.clone()),
-            clock,
-            absolute.max(replay),
-        ));
+        let janitor = Arc::new(janitor_for(settings, backends, Some(analytics.clone()), clock));
         let janitor_task = settings.janitor.enabled.then(|| janitor.clone().spawn());
 
         let flush_task = backends.redis.is_some().then(|| {
@@ -200,4 +189,74 @@ impl Ops {
             tracing::warn!(error = %e, "the last analytics flush failed");
         }
     }
+}
+
+/// The janitor of `settings` over the composed tiers. Revocations are remembered as
+/// long as a revoked session could otherwise be live (the absolute session lifetime)
+/// and as far back as Redis is replayed, whichever is longer.
+fn janitor_for(
+    settings: &Settings,
+    backends: &Backends,
+    analytics: Option<Analytics>,
+    clock: SharedClock,
+) -> Janitor {
+    let absolute = Duration::from_secs(settings.auth.session_absolute_secs);
+    let replay = backends.redis.as_ref().map_or(Duration::ZERO, |r| r.config().replay_window);
+    Janitor::new(
+        settings.janitor.clone(),
+        backends.sql.clone(),
+        backends.redis.clone(),
+        analytics,
+        clock,
+        absolute.max(replay),
+    )
+}
+
+/// What [`cleanup`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CleanupReport {
+    /// Janitor passes run.
+    pub passes: u64,
+    /// Their totals (`complete` is that of the last pass).
+    pub totals: JanitorReport,
+}
+
+/// One full clean-up with the service's configuration, as `cargo xtask cleanup` runs
+/// it: connects the stores as `authd` does (SQL, and Redis when configured), runs janitor
+/// passes until one reaches the end of the backlog (at most `max_passes`), and flushes
+/// the expired-session counts into the analytics. Safe to run beside live instances.
+pub async fn cleanup(
+    settings: &Settings,
+    clock: SharedClock,
+    max_passes: u64,
+) -> anyhow::Result<CleanupReport> {
+    let sql = crate::stores::connect_sql(settings, clock.clone()).await?;
+    let backends = crate::stores::compose(settings, clock.clone(), sql).await?;
+    let analytics = Analytics::new(
+        settings.analytics.clone(),
+        clock.clone(),
+        backends.sql.clone(),
+        backends.redis.clone(),
+    );
+    let janitor = janitor_for(settings, &backends, Some(analytics.clone()), clock);
+    let mut report = CleanupReport::default();
+    while report.passes < max_passes.max(1) {
+        let pass = janitor.run_once().await?;
+        report.passes += 1;
+        let t = &mut report.totals;
+        t.sessions += pass.sessions;
+        t.verifications += pass.verifications;
+        t.journal_rows += pass.journal_rows;
+        t.batches += pass.batches;
+        t.redis_forgotten += pass.redis_forgotten;
+        t.redis_skipped += pass.redis_skipped;
+        t.complete = pass.complete;
+        if pass.complete {
+            break;
+        }
+    }
+    if let Err(e) = analytics.flush().await {
+        tracing::warn!(error = %e, "the expired-session counts did not reach Redis");
+    }
+    Ok(report)
 }
