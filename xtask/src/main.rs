@@ -2,6 +2,7 @@
 //! `cargo xtask --help`; each task lives in its own module.
 
 mod bench;
+mod cleanup;
 mod migrate;
 mod seed;
 
@@ -20,6 +21,8 @@ enum Task {
     Migrate(migrate::MigrateArgs),
     /// Creates verified users and sessions (bench data), or the README's demo login.
     Seed(seed::SeedArgs),
+    /// Runs the janitor once with authd's configuration and prints what it removed.
+    Cleanup(cleanup::CleanupArgs),
     /// Measures the hot path against its baselines (docs/benchmarks.md, BENCH.md).
     Bench(bench::BenchArgs),
 }
@@ -29,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         Task::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
         Task::Bench(args) => bench::run(args),
+        Task::Cleanup(args) => runtime()?.block_on(cleanup::run(args)),
     }
 }
 
