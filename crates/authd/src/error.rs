@@ -160,6 +160,22 @@ impl ResponseError for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
+        if let ApiError::Auth(AuthError::RateLimited { retry_after, limit, remaining, reset }) =
+            self
+        {
+            // Whole seconds, rounded up: a client that waits that long is admitted.
+            let secs = |d: &std::time::Duration| auth::error::retry_after_secs(d).to_string();
+            for (name, value) in [
+                (header::RETRY_AFTER.as_str(), secs(retry_after)),
+                ("ratelimit-limit", limit.to_string()),
+                ("ratelimit-remaining", remaining.to_string()),
+                ("ratelimit-reset", secs(reset)),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.insert_header((header::HeaderName::from_static(name), value));
+                }
+            }
+        }
         if matches!(self, ApiError::AdminUnauthorized) {
             response.insert_header((
                 header::WWW_AUTHENTICATE,
@@ -265,6 +281,16 @@ mod tests {
             (AuthError::InvalidToken, 400, "invalid_token"),
             (AuthError::WeakPassword("too short".into()), 400, "weak_password"),
             (AuthError::NotFound, 404, "not_found"),
+            (
+                AuthError::RateLimited {
+                    retry_after: std::time::Duration::from_secs(90),
+                    limit: 5,
+                    remaining: 0,
+                    reset: std::time::Duration::from_secs(90),
+                },
+                429,
+                "rate_limited",
+            ),
         ] {
             let (s, body) = body_of(ApiError::Auth(e)).await;
             assert_eq!(s.as_u16(), status);

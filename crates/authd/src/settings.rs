@@ -55,6 +55,10 @@ pub struct Settings {
     pub warm_up: crate::ops::WarmUpSettings,
     /// The admin API (`/v1/admin/*`).
     pub admin: AdminSettings,
+    /// Client addresses behind proxies, CSRF, session fingerprints.
+    pub security: crate::security::SecuritySettings,
+    /// Rate limits and automatic IP blocks.
+    pub abuse: crate::security::AbuseSettings,
 }
 
 impl Default for Settings {
@@ -73,6 +77,8 @@ impl Default for Settings {
             analytics: crate::ops::AnalyticsSettings::default(),
             warm_up: crate::ops::WarmUpSettings::default(),
             admin: AdminSettings::default(),
+            security: crate::security::SecuritySettings::default(),
+            abuse: crate::security::AbuseSettings::default(),
         }
     }
 }
@@ -546,6 +552,8 @@ impl Settings {
             a.password_max_chars >= a.password_min_chars,
             "auth.password_max_chars must be >= auth.password_min_chars"
         );
+        self.security.validate()?;
+        self.abuse.validate()?;
         if let Some(token) = &self.admin.token {
             ensure!(
                 token.expose_secret().chars().count() >= ADMIN_TOKEN_MIN_CHARS,
@@ -600,6 +608,7 @@ impl Settings {
             hash_concurrency,
             public_base_url: self.public_base_url().to_owned(),
             user_agent_max_len: a.user_agent_max_len,
+            fingerprint: self.security.fingerprint,
             ..defaults
         }
     }

@@ -21,7 +21,7 @@ use crate::cookies::CookiePolicy;
 use crate::error;
 use crate::ops::Ops;
 use crate::routes;
-use crate::security::AdminGuard;
+use crate::security::{self, AdminGuard, Security};
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
 use crate::stores::{self, Backends};
 use crate::telemetry;
@@ -149,7 +149,20 @@ impl ApplicationBuilder {
         .await
         .context("the flows could not be built")?
         .context("invalid auth settings")?;
-        Ok(Parts { service, cookie_policy, backends, metrics, settings, ops })
+
+        // Rate limits and IP blocks: the flows count logins, resends and reset requests,
+        // the HTTP guard the per-address attempts and the blocks.
+        let abuse = security::build_abuse(&settings, &backends, clock.clone())
+            .context("invalid abuse settings")?;
+        if let Err(e) = abuse.refresh().await {
+            tracing::warn!(error = %e, "cannot read the IP block list yet; retrying in the background");
+        }
+        // Stops by itself once the last clone of `abuse` is dropped.
+        drop(abuse.spawn_refresher(settings.abuse.block_refresh()));
+        let service =
+            if settings.abuse.enabled { service.with_abuse(abuse.clone()) } else { service };
+        let security = Security::new(&settings, abuse, cookie_policy);
+        Ok(Parts { service, cookie_policy, backends, metrics, settings, ops, security })
     }
 
     /// Connects the stores, builds the flows and binds the listener.
@@ -184,6 +197,8 @@ pub struct Parts {
     pub settings: Settings,
     /// Metrics middleware, analytics, janitor (its background tasks stop when dropped).
     pub ops: Ops,
+    /// The HTTP guard's state: client addresses, IP blocks, CSRF, per-address limits.
+    pub security: Security,
 }
 
 impl std::fmt::Debug for Parts {
@@ -305,6 +320,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let ops = web::Data::new(parts.ops.clone());
     let http_metrics = parts.ops.http_metrics();
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
+    let security = web::Data::new(parts.security.clone());
     let json_limit = settings.server.json_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -314,6 +330,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .app_data(metrics.clone())
             .app_data(ops.clone())
             .app_data(admin.clone())
+            .app_data(security.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(json_limit)
@@ -322,6 +339,8 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             )
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            // Inside the request log, so that refusals are logged with their status.
+            .wrap(from_fn(security::guard))
             .wrap(from_fn(log_request))
             .wrap(
                 DefaultHeaders::new()

@@ -9,6 +9,7 @@ use actix_web::{Resource, web};
 
 use crate::error;
 
+pub mod admin;
 pub mod analytics;
 pub mod auth;
 pub mod me;
@@ -50,6 +51,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/sessions").route(web::get().to(me::list_sessions)))
         .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
         .service(resource("/admin/analytics").route(web::get().to(analytics::analytics)))
+        .service(
+            resource("/admin/users/{id}/sessions")
+                .route(web::get().to(admin::user_sessions))
+                .route(web::delete().to(admin::revoke_user_sessions)),
+        )
+        .service(
+            resource("/admin/ip-blocks")
+                .route(web::get().to(admin::list_blocks))
+                .route(web::post().to(admin::block))
+                .route(web::delete().to(admin::unblock)),
+        )
         .default_service(web::to(error::not_found));
 
     cfg.service(v1)

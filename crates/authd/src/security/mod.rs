@@ -1,7 +1,53 @@
 //! Abuse protection at the HTTP edge (see `docs/security.md`):
 //!
-//! - [`admin`]: the admin API's own bearer credential ([`AdminAuth`]).
+//! - [`guard`]: the middleware in front of every route: client address (trusted
+//!   proxies), IP blocks, CSRF, per-address rate limits;
+//! - [`admin`]: the admin API's own bearer credential ([`AdminAuth`]);
+//! - [`config`]: the `[security]` and `[abuse]` settings, and [`build_abuse`] composing
+//!   the policy's limiter and block list from the stores.
 
 pub mod admin;
+pub mod client;
+pub mod config;
+pub mod csrf;
+mod guard;
+
+use std::sync::Arc;
+
+use auth::Abuse;
+use cache_core::{BlockList, FallbackLimiter, RateLimitStore, SharedClock};
+use cache_memory::MemoryRateLimiter;
+use cache_redis::RedisRateLimiter;
 
 pub use admin::{AdminAuth, AdminGuard};
+pub use client::ClientAddr;
+pub use config::{AbuseSettings, SecuritySettings};
+pub use guard::{Security, guard};
+
+use crate::settings::Settings;
+use crate::stores::Backends;
+
+/// The abuse policy over the composed stores: rate limits in Redis (shared by the
+/// instances) with a per-instance fallback behind the Redis breaker settings, or in
+/// memory alone without Redis; blocks in SQL.
+pub fn build_abuse(
+    settings: &Settings,
+    backends: &Backends,
+    clock: SharedClock,
+) -> anyhow::Result<Abuse> {
+    let memory = MemoryRateLimiter::new(settings.abuse.memory_max_keys);
+    let limiter: Arc<dyn RateLimitStore> = match &backends.redis {
+        Some(redis) => {
+            let breaker = cache_core::BreakerConfig {
+                failure_threshold: settings.redis.breaker_failure_threshold,
+                probe_interval: std::time::Duration::from_millis(
+                    settings.redis.breaker_probe_interval_ms,
+                ),
+            };
+            Arc::new(FallbackLimiter::new(RedisRateLimiter::new(redis), memory, breaker))
+        }
+        None => Arc::new(memory),
+    };
+    let blocks: Arc<dyn BlockList> = Arc::new(backends.sql.clone());
+    Ok(Abuse::new(settings.abuse.config(), limiter, blocks, clock)?)
+}

@@ -1,0 +1,209 @@
+//! `/v1/admin/*`: a user's sessions (list, revoke all) and the IP block list. Every
+//! handler takes [`AdminAuth`] first: the admin bearer token, never a user session.
+
+use actix_web::{HttpResponse, web};
+use auth::AuthService;
+use cache_core::{BlockReason, Cidr, IpBlock, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::{RevokedResponse, SessionListResponse};
+use crate::error::{ApiError, ErrorBody};
+use crate::security::{AdminAuth, Security};
+
+/// Longest block the API accepts with a TTL (ten years); omit `ttl_secs` for a block
+/// that lasts until it is lifted.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    raw.parse().map_err(|_| ApiError::InvalidInput("invalid user id".to_owned()))
+}
+
+fn security(security: Option<web::Data<Security>>) -> Result<web::Data<Security>, ApiError> {
+    security.ok_or_else(|| ApiError::internal("the admin API needs web::Data<Security>"))
+}
+
+/// A user's live sessions, most recently used first.
+#[utoipa::path(
+    get, path = "/v1/admin/users/{id}/sessions", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Live sessions", body = SessionListResponse),
+        (status = 400, description = "Not a user id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Admin API disabled (no admin token configured)", body = ErrorBody),
+        (status = 503, description = "A store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn user_sessions(
+    _admin: AdminAuth,
+    service: web::Data<AuthService>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let sessions = service.user_sessions(user_id(&id)?).await?;
+    Ok(HttpResponse::Ok()
+        .json(SessionListResponse { sessions: sessions.into_iter().map(Into::into).collect() }))
+}
+
+/// End every session of a user (in every tier and on every instance).
+#[utoipa::path(
+    delete, path = "/v1/admin/users/{id}/sessions", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Sessions ended", body = RevokedResponse),
+        (status = 400, description = "Not a user id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Admin API disabled (no admin token configured)", body = ErrorBody),
+        (status = 503, description = "A store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn revoke_user_sessions(
+    _admin: AdminAuth,
+    service: web::Data<AuthService>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user_id(&id)?;
+    let revoked = service.revoke_user_sessions(user).await?;
+    tracing::info!(user = %user, revoked, "admin ended every session of a user");
+    Ok(HttpResponse::Ok().json(RevokedResponse { revoked }))
+}
+
+/// One blocked address or range.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IpBlockBody {
+    /// `network/prefix`, e.g. `192.0.2.7/32`, `198.51.100.0/24`, `2001:db8::/32`.
+    #[schema(example = "198.51.100.0/24")]
+    pub net: String,
+    /// When the block ends; `null` until lifted.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `credential_stuffing`, `token_guessing` or `manual`.
+    #[schema(example = "manual")]
+    pub reason: String,
+    /// When the block was put in place.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<IpBlock> for IpBlockBody {
+    fn from(b: IpBlock) -> Self {
+        Self {
+            net: b.net.to_string(),
+            expires_at: b.expires_at,
+            reason: b.reason.as_str().to_owned(),
+            created_at: b.created_at,
+        }
+    }
+}
+
+/// `GET /v1/admin/ip-blocks`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IpBlockListResponse {
+    /// Active blocks, most recent first.
+    pub blocks: Vec<IpBlockBody>,
+}
+
+/// `POST /v1/admin/ip-blocks`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    /// An address or a CIDR range (host bits are cleared).
+    #[schema(example = "198.51.100.0/24")]
+    pub net: String,
+    /// How long the block lasts, in seconds; omitted: until lifted.
+    pub ttl_secs: Option<u64>,
+}
+
+/// `DELETE /v1/admin/ip-blocks?net=...`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockQuery {
+    /// The blocked address or range, exactly as listed.
+    pub net: String,
+}
+
+fn cidr(raw: &str) -> Result<Cidr, ApiError> {
+    raw.parse()
+        .map_err(|e: cache_core::abuse::InvalidCidr| ApiError::InvalidInput(format!("net: {e}")))
+}
+
+/// The active IP blocks.
+#[utoipa::path(
+    get, path = "/v1/admin/ip-blocks", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Active blocks", body = IpBlockListResponse),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Admin API disabled (no admin token configured)", body = ErrorBody),
+        (status = 503, description = "A store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_blocks(
+    _admin: AdminAuth,
+    security: Option<web::Data<Security>>,
+) -> Result<HttpResponse, ApiError> {
+    let blocks = self::security(security)?.abuse().active_blocks().await?;
+    Ok(HttpResponse::Ok()
+        .json(IpBlockListResponse { blocks: blocks.into_iter().map(Into::into).collect() }))
+}
+
+/// Block an address or a range, on every instance (within a second) and across
+/// restarts. Replaces any block of exactly that range.
+#[utoipa::path(
+    post, path = "/v1/admin/ip-blocks", tag = "admin",
+    request_body = BlockRequest,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Blocked", body = IpBlockBody),
+        (status = 400, description = "Not an address or range, or a TTL out of range", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "Admin API disabled (no admin token configured)", body = ErrorBody),
+        (status = 503, description = "A store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn block(
+    _admin: AdminAuth,
+    security: Option<web::Data<Security>>,
+    body: web::Json<BlockRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let net = cidr(&body.net)?;
+    let ttl = match body.ttl_secs {
+        Some(secs) if !(1..=MAX_TTL_SECS).contains(&secs) => {
+            return Err(ApiError::InvalidInput(format!(
+                "ttl_secs: must be between 1 and {MAX_TTL_SECS} (omit it to block until lifted)"
+            )));
+        }
+        secs => secs.map(std::time::Duration::from_secs),
+    };
+    let block = self::security(security)?.abuse().block(net, ttl, BlockReason::Manual).await?;
+    tracing::warn!(net = %block.net, expires_at = ?block.expires_at, "admin blocked an address range");
+    Ok(HttpResponse::Created().json(IpBlockBody::from(block)))
+}
+
+/// Lift the block of exactly this address or range (and, for one address, reset its
+/// rate-limit counters).
+#[utoipa::path(
+    delete, path = "/v1/admin/ip-blocks", tag = "admin",
+    params(("net" = String, Query, description = "The blocked address or range")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Lifted"),
+        (status = 400, description = "Not an address or range", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such block, or admin API disabled", body = ErrorBody),
+        (status = 503, description = "A store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn unblock(
+    _admin: AdminAuth,
+    security: Option<web::Data<Security>>,
+    query: web::Query<UnblockQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let net = cidr(&query.net)?;
+    if !self::security(security)?.abuse().unblock(&net).await? {
+        return Err(ApiError::NotFound);
+    }
+    tracing::warn!(net = %net, "admin lifted an address block");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,196 @@
+//! [`guard`]: the middleware in front of every route, and [`Security`], what it needs.
+//!
+//! In order, before any other work:
+//! 1. resolves the client address ([`super::client`]) and makes it the request's
+//!    `peer_addr`, so that logs, the flows (rate limits, the session's recorded address,
+//!    fingerprints) and other middlewares all see the client, not a proxy;
+//! 2. refuses a blocked address with 403 `ip_blocked` (a lookup in the local block
+//!    snapshot, no store call); `/health/*` and `/v1/admin/*` are exempt, so probes keep
+//!    working and an operator can always lift a block;
+//! 3. refuses a cross-origin state-changing request carrying the session cookie with 403
+//!    `csrf` ([`super::csrf`]);
+//! 4. counts the per-address attempts of the flows that do not see the client address
+//!    (register, resend verification, forgot and reset password), refusing with 429 over
+//!    the limit, and releases the attempt afterwards when it must not count.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, web};
+use auth::{Abuse, Action};
+use cache_core::Cidr;
+
+use super::client::{ClientAddr, resolve};
+use super::csrf::CsrfPolicy;
+use crate::cookies::CookiePolicy;
+use crate::error::ApiError;
+use crate::settings::Settings;
+
+/// Everything the guard needs: the abuse policy (block snapshot, per-address limits),
+/// trusted proxies, the CSRF policy and the cookie's name. Cheap to clone; put it in
+/// the app data as `web::Data<Security>`.
+#[derive(Clone)]
+pub struct Security {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    abuse: Abuse,
+    limits: bool,
+    proxies: Vec<Cidr>,
+    csrf: CsrfPolicy,
+    cookie: CookiePolicy,
+    csrf_rejections: metrics::Counter,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("limits", &self.inner.limits)
+            .field("trusted_proxies", &self.inner.proxies)
+            .field("csrf", &self.inner.csrf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Security {
+    /// The guard's state from the settings, over `abuse` (the same policy the flows use).
+    pub fn new(settings: &Settings, abuse: Abuse, cookie: CookiePolicy) -> Self {
+        let s = &settings.security;
+        Self {
+            inner: Arc::new(Inner {
+                abuse,
+                limits: settings.abuse.enabled,
+                proxies: s.trusted_proxies.clone(),
+                csrf: CsrfPolicy::new(
+                    settings.public_base_url(),
+                    &s.csrf_trusted_origins,
+                    s.csrf_require_origin,
+                ),
+                cookie,
+                csrf_rejections: metrics::counter!("csrf_rejections_total"),
+            }),
+        }
+    }
+
+    /// The abuse policy (blocks for the admin API).
+    pub fn abuse(&self) -> &Abuse {
+        &self.inner.abuse
+    }
+
+    /// The client address of a request from `peer` with `headers`.
+    fn client(&self, peer: std::net::IpAddr, headers: &header::HeaderMap) -> ClientAddr {
+        let forwarded = headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+        ClientAddr { ip: resolve(peer, forwarded, &self.inner.proxies), peer }
+    }
+}
+
+/// The flow behind a path whose per-address limit the guard counts.
+fn limited_action(method: &Method, path: &str) -> Option<Action> {
+    if *method != Method::POST {
+        return None;
+    }
+    Some(match path {
+        "/v1/auth/register" => Action::Register,
+        "/v1/auth/resend-verification" => Action::ResendVerification,
+        "/v1/auth/forgot-password" => Action::ForgotPassword,
+        "/v1/auth/reset-password" => Action::ResetPassword,
+        _ => return None,
+    })
+}
+
+/// Whether an attempt answered `status` counts: a reset counts when it failed (a
+/// guessed or stale token), the others when they did their work (hashed a password,
+/// sent a mail). Refusals of malformed input, limits and outages do not count.
+fn counts(action: Action, status: StatusCode) -> bool {
+    match action {
+        Action::ResetPassword => {
+            status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS
+        }
+        _ => status.is_success(),
+    }
+}
+
+/// Paths a blocked address may still reach: health probes, and the admin API (guarded
+/// by its own token) so that an operator can always lift a block.
+fn exempt_from_blocks(path: &str) -> bool {
+    path.starts_with("/health/") || path.starts_with("/v1/admin/")
+}
+
+/// The middleware (`App::wrap(from_fn(guard))`). Does nothing without a
+/// `web::Data<Security>` in the app data.
+pub async fn guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(security) = req.app_data::<web::Data<Security>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let Some(peer) = req.peer_addr() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+
+    let client = security.client(peer.ip(), req.headers());
+    if client.ip != peer.ip() {
+        req.head_mut().peer_addr = Some(SocketAddr::new(client.ip, peer.port()));
+    }
+    req.extensions_mut().insert(client);
+
+    let path = req.path().to_owned();
+    if !exempt_from_blocks(&path) && security.abuse().blocked(client.ip).is_some() {
+        tracing::debug!(path, "request from a blocked address refused");
+        return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
+    }
+
+    if CsrfPolicy::is_state_changing(req.method())
+        && security.inner.cookie.read(req.request()).is_some()
+        && !security.inner.csrf.allows(req.headers())
+    {
+        security.inner.csrf_rejections.increment(1);
+        tracing::info!(method = %req.method(), path, "cross-origin request with the session cookie refused");
+        return Ok(req.error_response(ApiError::Csrf).map_into_right_body());
+    }
+
+    let action = security.inner.limits.then(|| limited_action(req.method(), &path)).flatten();
+    let Some(action) = action else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let permits = match security.abuse().check_address(action, client.ip).await {
+        Ok(permits) => permits,
+        Err(e) => return Ok(req.error_response(ApiError::Auth(e)).map_into_right_body()),
+    };
+    let response = next.call(req).await;
+    match &response {
+        Ok(r) if counts(action, r.status()) => permits.keep(),
+        _ => security.abuse().release(permits).await,
+    }
+    Ok(response?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_flows_without_an_address_are_counted_here() {
+        let post = Method::POST;
+        assert_eq!(limited_action(&post, "/v1/auth/register"), Some(Action::Register));
+        assert_eq!(limited_action(&post, "/v1/auth/reset-password"), Some(Action::ResetPassword));
+        assert_eq!(limited_action(&post, "/v1/auth/login"), None, "the flow counts logins");
+        assert_eq!(limited_action(&Method::GET, "/v1/auth/register"), None);
+        assert!(counts(Action::Register, StatusCode::ACCEPTED));
+        assert!(!counts(Action::Register, StatusCode::BAD_REQUEST));
+        assert!(!counts(Action::ForgotPassword, StatusCode::TOO_MANY_REQUESTS));
+        assert!(counts(Action::ResetPassword, StatusCode::BAD_REQUEST));
+        assert!(!counts(Action::ResetPassword, StatusCode::NO_CONTENT));
+        assert!(!counts(Action::ResetPassword, StatusCode::SERVICE_UNAVAILABLE));
+        assert!(exempt_from_blocks("/health/ready"));
+        assert!(exempt_from_blocks("/v1/admin/ip-blocks"));
+        assert!(!exempt_from_blocks("/v1/auth/login"));
+        assert!(!exempt_from_blocks("/v1/administrator"));
+    }
+}
