@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` annotations and
 //! the wire types' `ToSchema` derives, served at `GET /openapi.json`.
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
@@ -55,11 +55,12 @@ use crate::routes;
         crate::ops::AnalyticsReport,
         crate::ops::DayReport,
     )),
-    modifiers(&SessionCookie),
+    modifiers(&SessionCookie, &AdminToken),
     tags(
         (name = "auth", description = "Registration, login, logout, passwords"),
         (name = "sessions", description = "The current user and their sessions"),
         (name = "operations", description = "Health and metrics"),
+        (name = "admin", description = "Administration, behind the admin bearer token"),
     )
 )]
 pub struct ApiDoc;
@@ -76,6 +77,25 @@ impl Modify for SessionCookie {
                 SECURE_COOKIE_NAME,
                 "The session cookie set by login (`session` on plain-http deployments)",
             ))),
+        );
+    }
+}
+
+/// Declares the `admin_token` security scheme of the `/v1/admin/*` paths: the bearer
+/// token of `admin.token`.
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The admin API token (`admin.token`)"))
+                    .build(),
+            ),
         );
     }
 }
@@ -110,5 +130,7 @@ mod tests {
         let json = serde_json::to_value(&doc).unwrap();
         assert!(json["openapi"].as_str().unwrap().starts_with("3."));
         assert!(json["components"]["securitySchemes"]["session_cookie"].is_object());
+        assert_eq!(json["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+        assert!(paths.contains(&"/v1/admin/analytics"), "{paths:?}");
     }
 }
