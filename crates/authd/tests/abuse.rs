@@ -1,0 +1,847 @@
+//! Abuse protection over HTTP, on real `authd` instances (issue 5, items 1-4):
+//!
+//! 1. Two instances sharing Redis (a redis-server this test starts) and SQL: 200 parallel
+//!    wrong-password logins for one account admit exactly the configured number; spread
+//!    over 20 loopback addresses they are still stopped per account; with that Redis
+//!    killed, each instance's own limiter still answers 429.
+//! 2. Wrong passwords from one address across 50 accounts block it (403, on the other
+//!    instance too); an admin unblock lifts it; a blocked CIDR range is refused.
+//! 3. One test per fingerprint policy.
+//! 4. A cross-origin POST with a valid cookie is refused; same-origin passes; no route
+//!    changes state through GET.
+//!
+//! Plus trusted proxies, per-address limits of the flows without an address, and the
+//! admin API's guard. SQL is PostgreSQL (an isolated schema) when `DATABASE_URL` is set,
+//! else a SQLite file. Clients bind to loopback aliases (127.0.0.x) with reqwest's
+//! `local_address`, which Linux routes to `lo` without configuration.
+
+use std::net::{IpAddr, TcpListener};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::dev::ServerHandle;
+use authd::Application;
+use authd::settings::Settings;
+use cache_core::ManualClock;
+use cache_sql::SqlStore;
+use futures::FutureExt as _;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::task::JoinHandle;
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+const PASSWORD: &str = "correct horse battery staple";
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef-XYZ";
+/// `public_base_url` of every instance (the CSRF check compares `Origin` with it).
+const PUBLIC: &str = "https://auth.example.test";
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    cache_core::token::fill_random(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_email() -> String {
+    format!("user-{}@example.com", random_hex(6))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("authd-abuse-{tag}-{}", random_hex(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Resp {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        self
+    }
+
+    #[track_caller]
+    fn expect_error(&self, status: u16, code: &str) {
+        self.expect(status);
+        assert_eq!(self.code(), code, "{}", self.text);
+    }
+
+    fn session_cookie(&self) -> Option<String> {
+        self.headers.get_all("set-cookie").iter().find_map(|v| {
+            let v = v.to_str().ok()?;
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=')?;
+            (name == "session" && !value.is_empty()).then(|| value.to_owned())
+        })
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Resp {
+    let response = request.send().await.expect("the request is answered");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, headers, body, text }
+}
+
+/// An HTTP client whose connections come from `from` (a loopback alias).
+fn client_from(from: Option<IpAddr>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(from)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// One running instance.
+struct Instance {
+    base: String,
+    handle: ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Instance {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn login(&self, http: &reqwest::Client, email: &str, password: &str) -> Resp {
+        let body = json!({"email": email, "password": password});
+        send(http.post(self.url("/v1/auth/login")).json(&body)).await
+    }
+
+    async fn me(&self, http: &reqwest::Client, cookie: &str) -> Resp {
+        send(http.get(self.url("/v1/me")).header("cookie", format!("session={cookie}"))).await
+    }
+
+    fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.bearer_auth(ADMIN_TOKEN)
+    }
+
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Shared parts of the instances of one test: SQL, clock, mail folder.
+struct Env {
+    clock: Arc<ManualClock>,
+    sql: SqlStore,
+    mail: TempDir,
+    instances: Vec<Instance>,
+}
+
+impl Env {
+    async fn new() -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            authd::telemetry::init_tracing(authd::settings::LogFormat::Text);
+        }
+        let clock = ManualClock::starting_now();
+        let sql = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => {
+                cache_sql::testing::isolated_postgres(&url, clock.clone()).await.unwrap()
+            }
+            _ => cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap(),
+        };
+        Self { clock, sql, mail: TempDir::new("mail"), instances: Vec::new() }
+    }
+
+    /// Starts an instance on the shared SQL store; returns its index.
+    async fn start(&mut self, tweak: impl FnOnce(&mut Settings)) -> usize {
+        let mut settings = Settings::default();
+        settings.server.listen = "127.0.0.1:0".parse().unwrap();
+        settings.server.workers = 2;
+        settings.server.shutdown_timeout_secs = 1;
+        settings.mail.dir = self.mail.0.clone();
+        settings.public_base_url = PUBLIC.to_owned();
+        settings.admin.token = Some(ADMIN_TOKEN.into());
+        settings.abuse.block_refresh_ms = 100;
+        tweak(&mut settings);
+        let app = Application::builder(settings)
+            .clock(self.clock.clone())
+            .sql_store(self.sql.clone())
+            .insecure_fast_hashing()
+            .build()
+            .await
+            .expect("the app builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        self.instances.push(Instance { base, handle, task });
+        self.instances.len() - 1
+    }
+
+    fn at(&self, i: usize) -> &Instance {
+        &self.instances[i]
+    }
+
+    /// Runs `test`, then stops every instance even when it failed.
+    async fn run<F>(mut self, test: F)
+    where
+        F: for<'a> FnOnce(&'a mut Env) -> futures::future::BoxFuture<'a, ()>,
+    {
+        let result = AssertUnwindSafe(test(&mut self)).catch_unwind().await;
+        for instance in self.instances.drain(..) {
+            instance.stop().await;
+        }
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    /// Registers `email` through `instance` and verifies it through the mailed link.
+    async fn verified(&self, instance: usize, email: &str) {
+        let http = client_from(None);
+        let app = self.at(instance);
+        let body = json!({"name": "Test User", "email": email, "password": PASSWORD});
+        send(http.post(app.url("/v1/auth/register")).json(&body)).await.expect(202);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let token = loop {
+            if let Some(token) = token_in_dir(&self.mail.0, email, "/verify-email") {
+                break token;
+            }
+            assert!(Instant::now() < deadline, "no verification mail to {email}");
+            // The mail is written by a spawned task: this waits for real I/O.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let verify = http.post(app.url("/v1/auth/verify-email")).json(&json!({"token": token}));
+        send(verify).await.expect(200);
+    }
+
+    /// A verified user's session cookie, logged in through `instance` by `http`.
+    async fn session(&self, instance: usize, http: &reqwest::Client) -> (String, String) {
+        let email = random_email();
+        self.verified(instance, &email).await;
+        let login = self.at(instance).login(http, &email, PASSWORD).await;
+        login.expect(200);
+        (email, login.session_cookie().expect("login sets the cookie"))
+    }
+}
+
+/// The token of the newest mail to `to` with a link to `path`.
+fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
+    let mut newest: Option<(SystemTime, String)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
+        let text = decode_quoted_printable(&raw);
+        let to_line = format!("to: {}", to.to_ascii_lowercase());
+        if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
+            continue;
+        }
+        let marker = format!("{path}#token=");
+        let Some(i) = text.find(&marker) else { continue };
+        let token: String = text[i + marker.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let modified = entry.metadata().ok()?.modified().ok()?;
+        if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
+            newest = Some((modified, token));
+        }
+    }
+    newest.map(|(_, token)| token)
+}
+
+/// A mail's text with a quoted-printable body decoded.
+fn decode_quoted_printable(raw: &str) -> String {
+    let quoted = raw
+        .lines()
+        .any(|l| l.trim().eq_ignore_ascii_case("content-transfer-encoding: quoted-printable"));
+    if !quoted {
+        return raw.to_owned();
+    }
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `check` until it holds, for at most `within` (instances refresh their block
+/// snapshot every 100 ms here).
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A redis-server of this test's own on a free loopback port, killed on drop (and by a
+/// watchdog once the test binary is gone, should it die first).
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl OwnRedis {
+    /// `None` (a recorded skip) when `redis-server` is not installed.
+    async fn start() -> Option<Self> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            cache_testkit::skip("redis-server is not on PATH");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill -9 {} 2>/dev/null",
+                std::process::id(),
+                child.id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { port, child: Some(child), watchdog: Some(watchdog) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.pong().await {
+            assert!(Instant::now() < deadline, "redis-server on {port} does not answer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(server)
+    }
+
+    async fn pong(&self) -> bool {
+        let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        let mut reply = [0u8; 7];
+        conn.write_all(b"PING\r\n").await.is_ok()
+            && conn.read_exact(&mut reply).await.is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: gone without a word.
+    fn kill(&mut self) {
+        for mut child in [self.child.take(), self.watchdog.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `n` wrong-password logins for `email` at once, the i-th through instance
+/// `instances[i % len]` from address `from(i)`; returns the statuses and one 429.
+async fn storm(
+    env: &Env,
+    instances: &[usize],
+    email: &str,
+    n: usize,
+    from: impl Fn(usize) -> Option<IpAddr>,
+) -> (Vec<u16>, Option<Resp>) {
+    let clients: Vec<reqwest::Client> = (0..n).map(|i| client_from(from(i))).collect();
+    let responses = join_all((0..n).map(|i| {
+        let app = env.at(instances[i % instances.len()]);
+        app.login(&clients[i], email, "wrong password!")
+    }))
+    .await;
+    let statuses = responses.iter().map(|r| r.status.as_u16()).collect();
+    let limited = responses.into_iter().find(|r| r.status == StatusCode::TOO_MANY_REQUESTS);
+    (statuses, limited)
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Login limits across instances, addresses and a Redis outage
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_hold_across_instances_addresses_and_a_redis_outage() {
+    let Some(mut redis) = OwnRedis::start().await else { return };
+    let mut env = Env::new().await;
+    let prefix = format!("abuse-{}:", random_hex(6));
+    for _ in 0..2 {
+        let (url, prefix) = (redis.url(), prefix.clone());
+        env.start(|s| {
+            s.redis.url = Some(url.into());
+            s.redis.key_prefix = prefix;
+            // Decisions must reach Redis even on a loaded 2-core machine: a timeout would
+            // hand them to the per-instance limiter and make the count per instance.
+            s.redis.command_timeout_ms = 2000;
+            s.abuse.login_per_account = 5;
+            s.abuse.login_per_address = 100_000;
+            s.abuse.login_per_address_account = 100_000;
+            s.abuse.stuffing_accounts = 100_000;
+        })
+        .await;
+    }
+    env.run(|env| {
+        Box::pin(async move {
+            // One account, 200 parallel wrong passwords from one address, both instances.
+            let email = random_email();
+            env.verified(0, &email).await;
+            let (statuses, limited) = storm(env, &[0, 1], &email, 200, |_| None).await;
+            assert_eq!(count(&statuses, 401), 5, "{statuses:?}");
+            assert_eq!(count(&statuses, 429), 195, "{statuses:?}");
+            let limited = limited.unwrap();
+            assert_eq!(limited.code(), "rate_limited");
+            let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+            assert!((899..=900).contains(&retry), "Retry-After {retry}");
+            assert_eq!(limited.header("ratelimit-limit"), Some("5"));
+            assert_eq!(limited.header("ratelimit-remaining"), Some("0"));
+            assert!(limited.header("ratelimit-reset").is_some());
+            // The right password waits for the lockout too.
+            env.at(1).login(&client_from(None), &email, PASSWORD).await.expect(429);
+
+            // Another account, the same storm from 20 addresses: still 5.
+            let email = random_email();
+            env.verified(1, &email).await;
+            let from = |i: usize| Some(ip(&format!("127.0.0.{}", 2 + i % 20)));
+            let (statuses, _) = storm(env, &[0, 1], &email, 200, from).await;
+            assert_eq!(count(&statuses, 401), 5, "{statuses:?}");
+            assert_eq!(count(&statuses, 429), 195, "{statuses:?}");
+
+            // Redis dies: each instance's own limiter takes over, and holds.
+            tokio::task::spawn_blocking(move || {
+                redis.kill();
+                redis
+            })
+            .await
+            .unwrap();
+            let email = random_email();
+            for instance in [0, 1] {
+                let (statuses, _) = storm(env, &[instance], &email, 40, |_| None).await;
+                assert_eq!(count(&statuses, 401), 5, "instance {instance}: {statuses:?}");
+                assert_eq!(count(&statuses, 429), 35, "instance {instance}: {statuses:?}");
+            }
+        })
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Credential stuffing, admin unblock, CIDR blocks
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuffing_blocks_the_address_until_an_admin_lifts_it() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let (a, b) = (env.at(0), env.at(1));
+            let attacker = client_from(Some(ip("127.0.0.5")));
+            let bystander = client_from(Some(ip("127.0.0.6")));
+            let admin = client_from(None);
+
+            // 50 accounts, one wrong password each (default: 10 distinct accounts block).
+            let mut statuses = Vec::new();
+            for _ in 0..50 {
+                statuses.push(a.login(&attacker, &random_email(), "hunter2hunter2").await);
+            }
+            for (i, r) in statuses.iter().enumerate() {
+                if i < 10 {
+                    r.expect_error(401, "invalid_credentials");
+                } else {
+                    r.expect_error(403, "ip_blocked");
+                }
+            }
+            // Every route is closed to it, health probes aside; other addresses pass.
+            send(attacker.get(a.url("/v1/me"))).await.expect_error(403, "ip_blocked");
+            send(attacker.get(a.url("/health/live"))).await.expect(200);
+            a.login(&bystander, &random_email(), "hunter2hunter2").await.expect(401);
+            // The block is shared: the other instance refuses it within its refresh.
+            eventually(Duration::from_secs(5), "instance b sees the block", || async {
+                b.login(&attacker, &random_email(), "x").await.status == StatusCode::FORBIDDEN
+            })
+            .await;
+
+            // The admin sees it, and lifts it.
+            let list = send(a.admin(admin.get(a.url("/v1/admin/ip-blocks")))).await;
+            list.expect(200);
+            let blocks = list.body["blocks"].as_array().unwrap();
+            assert_eq!(blocks.len(), 1, "{}", list.text);
+            assert_eq!(blocks[0]["net"], "127.0.0.5/32");
+            assert_eq!(blocks[0]["reason"], "credential_stuffing");
+            assert!(blocks[0]["expires_at"].is_string());
+            let unblock = a.admin(admin.delete(a.url("/v1/admin/ip-blocks?net=127.0.0.5")));
+            send(unblock).await.expect(204);
+            let again = a.admin(admin.delete(a.url("/v1/admin/ip-blocks?net=127.0.0.5/32")));
+            send(again).await.expect_error(404, "not_found");
+            a.login(&attacker, &random_email(), "hunter2hunter2").await.expect(401);
+            eventually(Duration::from_secs(5), "instance b sees the unblock", || async {
+                b.login(&attacker, &random_email(), "x").await.status == StatusCode::UNAUTHORIZED
+            })
+            .await;
+
+            // A range, blocked by hand on b, is refused on a too.
+            let block = b.admin(admin.post(b.url("/v1/admin/ip-blocks")));
+            let created = send(block.json(&json!({"net": "127.0.0.16/28", "ttl_secs": 600}))).await;
+            created.expect(201);
+            assert_eq!(created.body["net"], "127.0.0.16/28");
+            assert_eq!(created.body["reason"], "manual");
+            let inside = client_from(Some(ip("127.0.0.20")));
+            let outside = client_from(Some(ip("127.0.0.40")));
+            b.login(&inside, &random_email(), "x").await.expect_error(403, "ip_blocked");
+            b.login(&outside, &random_email(), "x").await.expect(401);
+            eventually(Duration::from_secs(5), "instance a sees the range", || async {
+                a.login(&inside, &random_email(), "x").await.status == StatusCode::FORBIDDEN
+            })
+            .await;
+            // It expires by the clock.
+            env.clock.advance(chrono::Duration::seconds(601));
+            a.login(&inside, &random_email(), "x").await.expect(401);
+
+            // Malformed admin input is a 400, never a block.
+            let bad = a.admin(admin.post(a.url("/v1/admin/ip-blocks")));
+            send(bad.json(&json!({"net": "127.0.0.0/33"})))
+                .await
+                .expect_error(400, "invalid_input");
+        })
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Fingerprint policies
+// ---------------------------------------------------------------------------------------
+
+/// Logs in from 127.0.0.1 without a user agent (reqwest sends none by default), then
+/// uses the session from `other_from` with `other_ua`; returns (the other client's
+/// status, the original client's status afterwards).
+async fn fingerprint_case(policy: &str, other_ua: Option<&str>, other_from: &str) -> (u16, u16) {
+    let mut env = Env::new().await;
+    let policy = policy.to_owned();
+    env.start(move |s| s.security.fingerprint = serde_json::from_value(json!(policy)).unwrap())
+        .await;
+    let (other_ua, other_from) = (other_ua.map(str::to_owned), ip(other_from));
+    let result = Arc::new(std::sync::Mutex::new((0, 0)));
+    let out = result.clone();
+    env.run(move |env| {
+        Box::pin(async move {
+            let original = client_from(Some(ip("127.0.0.1")));
+            let email = random_email();
+            env.verified(0, &email).await;
+            let app = env.at(0);
+            let login = app.login(&original, &email, PASSWORD);
+            let cookie = login.await.session_cookie().unwrap();
+            app.me(&original, &cookie).await.expect(200);
+            let mut other = client_from(Some(other_from))
+                .get(app.url("/v1/me"))
+                .header("cookie", format!("session={cookie}"));
+            if let Some(ua) = &other_ua {
+                other = other.header("user-agent", ua.clone());
+            }
+            let other = send(other).await;
+            let after = app.me(&original, &cookie).await;
+            *out.lock().unwrap() = (other.status.as_u16(), after.status.as_u16());
+        })
+    })
+    .await;
+    *result.lock().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprint_off_accepts_any_client() {
+    assert_eq!(fingerprint_case("off", Some("curl/8.0"), "127.0.0.9").await, (200, 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprint_lenient_revokes_on_another_user_agent_only() {
+    // Another address, no user agent as at login: logged, accepted.
+    assert_eq!(fingerprint_case("lenient", None, "127.0.0.9").await, (200, 200));
+    // Another user agent: refused, and the session is gone for its owner too.
+    assert_eq!(fingerprint_case("lenient", Some("curl/8.0"), "127.0.0.1").await, (401, 401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprint_strict_revokes_on_another_address_or_user_agent() {
+    assert_eq!(fingerprint_case("strict", Some("curl/8.0"), "127.0.0.1").await, (401, 401));
+    assert_eq!(fingerprint_case("strict", None, "127.0.0.9").await, (401, 401));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. CSRF, and no state change through GET
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_posts_with_the_cookie_are_refused() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let http = client_from(None);
+            let app = env.at(0);
+            let (_, cookie) = env.session(0, &http).await;
+            let with_cookie = |request: reqwest::RequestBuilder| {
+                request.header("cookie", format!("session={cookie}"))
+            };
+            let logout = || with_cookie(http.post(app.url("/v1/auth/logout")));
+            for (name, value) in [
+                ("origin", "https://evil.example"),
+                ("origin", "null"),
+                ("origin", "http://auth.example.test"),
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-site", "same-site"),
+            ] {
+                send(logout().header(name, value)).await.expect_error(403, "csrf");
+            }
+            let sessions = send(with_cookie(http.get(app.url("/v1/sessions")))).await;
+            sessions.expect(200);
+            let id = sessions.body["sessions"][0]["id"].as_str().unwrap().to_owned();
+            let revoke = with_cookie(http.delete(app.url(&format!("/v1/sessions/{id}"))));
+            send(revoke.header("origin", "https://evil.example")).await.expect_error(403, "csrf");
+            // Nothing happened: the session is alive.
+            app.me(&http, &cookie).await.expect(200);
+            // Without the cookie there is nothing to forge: not checked.
+            let login =
+                http.post(app.url("/v1/auth/login")).header("origin", "https://evil.example");
+            send(login.json(&json!({"email": random_email(), "password": "x"}))).await.expect(401);
+
+            // Same origin passes (by Origin, or by Sec-Fetch-Site).
+            let (_, other) = env.session(0, &http).await;
+            let same_site = http
+                .post(app.url("/v1/auth/logout"))
+                .header("cookie", format!("session={other}"))
+                .header("sec-fetch-site", "same-origin");
+            send(same_site).await.expect(204);
+            app.me(&http, &other).await.expect_error(401, "unauthenticated");
+            send(logout().header("origin", PUBLIC)).await.expect(204);
+            app.me(&http, &cookie).await.expect_error(401, "unauthenticated");
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_origin_are_refused_when_required() {
+    let mut env = Env::new().await;
+    env.start(|s| s.security.csrf_require_origin = true).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let http = client_from(None);
+            let app = env.at(0);
+            let (_, cookie) = env.session(0, &http).await;
+            let logout = || {
+                http.post(app.url("/v1/auth/logout")).header("cookie", format!("session={cookie}"))
+            };
+            send(logout()).await.expect_error(403, "csrf");
+            send(logout().header("origin", PUBLIC)).await.expect(204);
+        })
+    })
+    .await;
+}
+
+/// Every path the API documents without a GET operation refuses GET with 405: state
+/// only ever changes through POST or DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_changes_through_get() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let http = client_from(None);
+            let app = env.at(0);
+            let (_, cookie) = env.session(0, &http).await;
+            let doc = send(http.get(app.url("/openapi.json"))).await;
+            let paths = doc.body["paths"].as_object().unwrap();
+            let mut checked = 0;
+            for (path, ops) in paths {
+                if ops.get("get").is_some() {
+                    continue;
+                }
+                let path = path.replace("{id}", &"0".repeat(64));
+                let resp =
+                    send(http.get(app.url(&path)).header("cookie", format!("session={cookie}")))
+                        .await;
+                resp.expect_error(405, "method_not_allowed");
+                checked += 1;
+            }
+            assert!(checked >= 9, "only {checked} state-changing paths documented");
+            app.me(&http, &cookie).await.expect(200);
+        })
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Client addresses, per-address limits, the admin API
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let mut env = Env::new().await;
+    env.start(|s| s.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let email = random_email();
+            env.verified(0, &email).await;
+            let login = |http: reqwest::Client, xff: &'static str| {
+                let body = json!({"email": email, "password": PASSWORD});
+                let request = http.post(app.url("/v1/auth/login")).json(&body);
+                async move { send(request.header("x-forwarded-for", xff)).await }
+            };
+            // Through the trusted proxy: the rightmost hop it did not add.
+            let proxied = login(client_from(Some(ip("127.0.0.1"))), "6.6.6.6, 198.51.100.7").await;
+            proxied.expect(200);
+            assert_eq!(proxied.body["session"]["ip"], "198.51.100.7");
+            // From anyone else the header is ignored.
+            let direct = login(client_from(Some(ip("127.0.0.3"))), "198.51.100.7").await;
+            direct.expect(200);
+            assert_eq!(direct.body["session"]["ip"], "127.0.0.3");
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_limited_per_address() {
+    let mut env = Env::new().await;
+    env.start(|s| s.abuse.register_per_address = 2).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let http = client_from(Some(ip("127.0.0.7")));
+            let register = |email: String| {
+                let body = json!({"name": "N", "email": email, "password": PASSWORD});
+                send(http.post(app.url("/v1/auth/register")).json(&body))
+            };
+            // Refused input does no work and does not count.
+            for _ in 0..5 {
+                register("not an email".into()).await.expect_error(400, "invalid_input");
+            }
+            register(random_email()).await.expect(202);
+            register(random_email()).await.expect(202);
+            let limited = register(random_email()).await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("ratelimit-limit"), Some("2"));
+            assert_eq!(limited.header("retry-after"), Some("3600"));
+            // Another address is not limited.
+            let other = client_from(Some(ip("127.0.0.8")));
+            let body = json!({"name": "N", "email": random_email(), "password": PASSWORD});
+            send(other.post(app.url("/v1/auth/register")).json(&body)).await.expect(202);
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_needs_its_own_token() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.start(|s| s.admin.token = None).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let http = client_from(None);
+            let (app, disabled) = (env.at(0), env.at(1));
+            let (email, cookie) = env.session(0, &http).await;
+            let user = app.me(&http, &cookie).await.body["user"]["id"].as_str().unwrap().to_owned();
+            let second = app.login(&http, &email, PASSWORD).await.session_cookie().unwrap();
+            let path = format!("/v1/admin/users/{user}/sessions");
+
+            // A user session is not an admin credential; neither is a wrong token.
+            let with_cookie =
+                http.get(app.url(&path)).header("cookie", format!("session={cookie}"));
+            let refused = send(with_cookie).await;
+            refused.expect_error(401, "admin_unauthorized");
+            assert!(refused.header("www-authenticate").unwrap().starts_with("Bearer"));
+            let wrong = http.get(app.url(&path)).bearer_auth("x".repeat(40));
+            send(wrong).await.expect_error(401, "admin_unauthorized");
+            let off = disabled.admin(http.get(disabled.url(&path)));
+            send(off).await.expect_error(404, "admin_disabled");
+
+            let list = send(app.admin(http.get(app.url(&path)))).await;
+            list.expect(200);
+            assert_eq!(list.body["sessions"].as_array().unwrap().len(), 2, "{}", list.text);
+            let revoke = send(app.admin(http.delete(app.url(&path)))).await;
+            revoke.expect(200);
+            assert_eq!(revoke.body["revoked"], 2);
+            for cookie in [cookie, second] {
+                app.me(&http, &cookie).await.expect_error(401, "unauthenticated");
+            }
+            let bad = send(app.admin(http.get(app.url("/v1/admin/users/abc/sessions")))).await;
+            bad.expect_error(400, "invalid_input");
+        })
+    })
+    .await;
+}
