@@ -251,6 +251,30 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closures return its own error type.
+    fn the_environment_sets_lists_policies_and_limits() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("AUTHD_SECURITY__TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.1");
+            jail.set_env("AUTHD_SECURITY__FINGERPRINT", "lenient");
+            jail.set_env("AUTHD_SECURITY__CSRF_TRUSTED_ORIGINS", "https://app.example.com");
+            jail.set_env("AUTHD_ABUSE__LOGIN_PER_ACCOUNT", "7");
+            jail.set_env("AUTHD_ABUSE__ENABLED", "false");
+            let s = crate::Settings::load().unwrap();
+            assert_eq!(s.security.trusted_proxies.len(), 2);
+            assert_eq!(s.security.fingerprint, FingerprintPolicy::Lenient);
+            assert_eq!(s.security.csrf_trusted_origins, ["https://app.example.com"]);
+            assert_eq!(s.abuse.config().login_per_account.limit, 7);
+            assert!(!s.abuse.enabled);
+            assert_eq!(s.auth_config().fingerprint, FingerprintPolicy::Lenient);
+            jail.set_env("AUTHD_ABUSE__LOGIN_PER_ACCOUNT", "0");
+            let err = format!("{:#}", crate::Settings::load().unwrap_err());
+            assert!(err.contains("login_per_account"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn zero_limits_are_refused() {
         let s = AbuseSettings { login_per_account: 0, ..AbuseSettings::default() };
         assert!(s.validate().is_err());
