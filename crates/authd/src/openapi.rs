@@ -35,6 +35,11 @@ use crate::routes;
         routes::ops::ready,
         routes::ops::metrics,
         routes::analytics::analytics,
+        routes::admin::user_sessions,
+        routes::admin::revoke_user_sessions,
+        routes::admin::list_blocks,
+        routes::admin::block,
+        routes::admin::unblock,
     ),
     components(schemas(
         ErrorBody,
@@ -54,6 +59,9 @@ use crate::routes;
         api::RevokedResponse,
         crate::ops::AnalyticsReport,
         crate::ops::DayReport,
+        routes::admin::IpBlockBody,
+        routes::admin::IpBlockListResponse,
+        routes::admin::BlockRequest,
     )),
     modifiers(&SessionCookie, &AdminToken),
     tags(
@@ -132,5 +140,8 @@ mod tests {
         assert!(json["components"]["securitySchemes"]["session_cookie"].is_object());
         assert_eq!(json["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
         assert!(paths.contains(&"/v1/admin/analytics"), "{paths:?}");
+        for path in ["/v1/admin/users/{id}/sessions", "/v1/admin/ip-blocks"] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
     }
 }
