@@ -146,3 +146,46 @@ async fn a_killed_redis_leaves_the_decisions_to_the_instance() {
     assert_eq!(decisions, [true, true, true, false, false, false]);
     assert!(limiter.is_degraded());
 }
+
+/// On a 3-master Cluster: each decision's keys share a slot (or the script would be
+/// refused with CROSSSLOT), and the count is exact for keys spread over the masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_are_exact_on_a_cluster() {
+    if !redis_server_available() {
+        return;
+    }
+    let cluster = tokio::task::spawn_blocking(support::RedisCluster::start).await.unwrap();
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&cluster.url(), "rl-cluster"), clock.clone())
+        .await
+        .unwrap();
+    let limiter = Arc::new(RedisRateLimiter::new(&store));
+    let limit = Limit::new(4, Duration::from_secs(60));
+    let keys: Vec<RateKey> = (0..8).map(|_| key()).collect();
+    let admitted: Vec<Arc<AtomicU32>> = keys.iter().map(|_| Arc::default()).collect();
+    let tasks: Vec<_> = (0..160)
+        .map(|i| {
+            let (limiter, key, admitted) =
+                (limiter.clone(), keys[i % 8].clone(), admitted[i % 8].clone());
+            let now = clock.now();
+            tokio::spawn(async move {
+                let event = EventId::random().unwrap();
+                if limiter.acquire(&key, &limit, &event, now).await.unwrap().allowed {
+                    admitted.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let counts: Vec<u32> = admitted.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+    assert_eq!(counts, [4; 8]);
+    for key in &keys {
+        limiter.reset(key).await.unwrap();
+        let d = limiter.acquire(key, &limit, &EventId::random().unwrap(), clock.now()).await;
+        assert!(d.unwrap().allowed);
+    }
+    drop(store);
+    tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
+}
