@@ -581,6 +581,39 @@ async fn stuffing_blocks_the_address_until_an_admin_lifts_it() {
     .await;
 }
 
+/// Guessing session tokens: 20 distinct well-formed unknown tokens from one address
+/// block it; one stale cookie repeated does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_guessing_blocks_the_address() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let random_token = || {
+                let user = cache_core::UserId::random().unwrap();
+                cache_core::SessionToken::generate(user).unwrap().encode()
+            };
+            // A browser with an expired cookie, reloading: never blocked.
+            let stale_client = client_from(Some(ip("127.0.0.12")));
+            let stale = random_token();
+            for _ in 0..50 {
+                app.me(&stale_client, &stale).await.expect_error(401, "unauthenticated");
+            }
+            let guesser = client_from(Some(ip("127.0.0.11")));
+            for _ in 0..20 {
+                app.me(&guesser, &random_token()).await.expect_error(401, "unauthenticated");
+            }
+            app.me(&guesser, &random_token()).await.expect_error(403, "ip_blocked");
+            app.me(&stale_client, &stale).await.expect_error(401, "unauthenticated");
+            let list = send(app.admin(client_from(None).get(app.url("/v1/admin/ip-blocks")))).await;
+            assert_eq!(list.body["blocks"][0]["reason"], "token_guessing", "{}", list.text);
+            assert_eq!(list.body["blocks"][0]["net"], "127.0.0.11/32");
+        })
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Fingerprint policies
 // ---------------------------------------------------------------------------------------
