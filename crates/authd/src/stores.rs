@@ -47,6 +47,42 @@ pub struct Backends {
     pub breaker: Option<BreakerHandle>,
     /// Applies other instances' revocations to the memory tier; stops when dropped.
     pub listener: Option<InvalidationListener>,
+    /// Probes Redis through its open breaker; stops when dropped.
+    pub prober: Option<BreakerProber>,
+}
+
+/// A background task that, while the Redis breaker is open, sends it one probe per
+/// interval. Without it the breaker closes only when a request misses the memory tier,
+/// so under an all-hits load the tier (and `/health/ready`) would stay "down" long after
+/// Redis returned. Aborted on drop.
+#[derive(Debug)]
+pub struct BreakerProber(tokio::task::JoinHandle<()>);
+
+impl BreakerProber {
+    fn spawn(breaker: Breaker<RedisStore>, interval: Duration) -> Self {
+        // A key no session has: a probe reads nothing and writes nothing.
+        let probe = cache_core::SessionKey {
+            user: cache_core::UserId::new(1).unwrap_or_else(|| unreachable!("1 is positive")),
+            hash: cache_core::TokenHash::from_bytes([0; 32]),
+        };
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if breaker.state() == BreakerState::Open {
+                    // The breaker admits it only when a probe is due, and closes on success.
+                    let _ = breaker.get(&probe).await;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for BreakerProber {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Backends {
@@ -127,19 +163,23 @@ pub async fn compose(
         probe_interval: Duration::from_millis(settings.redis.breaker_probe_interval_ms),
     };
     let accounts = Arc::new(sql.clone());
-    let (stores, breaker) = match (memory.clone(), redis.clone()) {
+    let probe_every = breaker_config.probe_interval;
+    let (stores, breaker, prober) = match (memory.clone(), redis.clone()) {
         (Some(memory), Some(redis)) => {
             let redis = Breaker::new(redis, cache_redis::TIER, breaker_config);
-            let handle = redis.handle();
-            (all_of(Tiered::new(memory, Tiered::new(redis, sql.clone())), accounts), Some(handle))
+            let (handle, prober) =
+                (redis.handle(), BreakerProber::spawn(redis.clone(), probe_every));
+            let stores = all_of(Tiered::new(memory, Tiered::new(redis, sql.clone())), accounts);
+            (stores, Some(handle), Some(prober))
         }
-        (Some(memory), None) => (all_of(Tiered::new(memory, sql.clone()), accounts), None),
+        (Some(memory), None) => (all_of(Tiered::new(memory, sql.clone()), accounts), None, None),
         (None, Some(redis)) => {
             let redis = Breaker::new(redis, cache_redis::TIER, breaker_config);
-            let handle = redis.handle();
-            (all_of(Tiered::new(redis, sql.clone()), accounts), Some(handle))
+            let (handle, prober) =
+                (redis.handle(), BreakerProber::spawn(redis.clone(), probe_every));
+            (all_of(Tiered::new(redis, sql.clone()), accounts), Some(handle), Some(prober))
         }
-        (None, None) => (all_of(sql.clone(), accounts), None),
+        (None, None) => (all_of(sql.clone(), accounts), None, None),
     };
 
     let mut readiness = Readiness::new().with(Arc::new(SqlProbe(sql.clone())));
@@ -155,7 +195,7 @@ pub async fn compose(
         redis = redis.is_some(),
         "stores composed"
     );
-    Ok(Backends { stores, readiness, sql, memory, redis, breaker, listener })
+    Ok(Backends { stores, readiness, sql, memory, redis, breaker, listener, prober })
 }
 
 /// The Redis tier's configuration: the settings over the crate's defaults. Revocation
