@@ -35,7 +35,12 @@ pub fn run_all(
             cmd.args(["--warm-up-time", "1", "--measurement-time", "2"]);
         }
         let status = cmd.status().context("cannot run cargo bench")?;
-        anyhow::ensure!(status.success(), "cargo bench -p {package} --bench {bench} failed");
+        if !status.success() {
+            // The HTTP points do not depend on it: report its goals as not measured.
+            eprintln!(
+                "warning: cargo bench -p {package} --bench {bench} failed; its points are missing"
+            );
+        }
     }
     Ok(())
 }
