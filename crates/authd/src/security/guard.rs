@@ -135,27 +135,33 @@ pub async fn guard(
     };
 
     let client = security.client(peer.ip(), req.headers());
+    // Decided before the request is touched, without copying its path.
+    let exempt = exempt_from_blocks(req.path());
+    let state_changing = CsrfPolicy::is_state_changing(req.method());
+    let action = security.inner.limits.then(|| limited_action(req.method(), req.path())).flatten();
     if client.ip != peer.ip() {
         req.head_mut().peer_addr = Some(SocketAddr::new(client.ip, peer.port()));
     }
     req.extensions_mut().insert(client);
 
-    let path = req.path().to_owned();
-    if !exempt_from_blocks(&path) && security.abuse().blocked(client.ip).is_some() {
-        tracing::debug!(path, "request from a blocked address refused");
+    if !exempt && security.abuse().blocked(client.ip).is_some() {
+        tracing::debug!(path = req.path(), "request from a blocked address refused");
         return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
     }
 
-    if CsrfPolicy::is_state_changing(req.method())
+    if state_changing
         && security.inner.cookie.read(req.request()).is_some()
         && !security.inner.csrf.allows(req.headers())
     {
         security.inner.csrf_rejections.increment(1);
-        tracing::info!(method = %req.method(), path, "cross-origin request with the session cookie refused");
+        tracing::info!(
+            method = %req.method(),
+            path = req.path(),
+            "cross-origin request with the session cookie refused"
+        );
         return Ok(req.error_response(ApiError::Csrf).map_into_right_body());
     }
 
-    let action = security.inner.limits.then(|| limited_action(req.method(), &path)).flatten();
     let Some(action) = action else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
