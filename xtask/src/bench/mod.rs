@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// Seconds per measured run (default 10; 3 with --quick).
     #[arg(long)]
     pub duration: Option<u64>,
-    /// Use the `target/release/authd` already built (with `--features bench-routes`).
+    /// Use the `target/bench/authd` a previous run built (with `--features bench-routes`).
     #[arg(long)]
     pub no_build: bool,
     /// Do not run the criterion benches; read their last results from `target/criterion`.
@@ -108,6 +108,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     services::ensure_tools()?;
     let services = Services::start_or_reuse()?;
+    // The run uses its own copy of the binary: another `cargo build --release -p authd`
+    // (without the feature) may replace target/release/authd meanwhile.
+    let bin = out_dir.join("authd");
     if !args.no_build {
         eprintln!("building authd (release, bench-routes)");
         let status = std::process::Command::new(
@@ -117,8 +120,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .args(["build", "--release", "-q", "-p", "authd", "--features", "bench-routes"])
         .status()?;
         anyhow::ensure!(status.success(), "building authd failed");
+        std::fs::copy(root.join("target/release/authd"), &bin)
+            .context("copying the authd binary")?;
     }
-    let bin = root.join("target/release/authd");
+    anyhow::ensure!(bin.is_file(), "{} is missing: run without --no-build once", bin.display());
 
     if !args.no_criterion {
         criterion::run_all(&root, plan.quick, &services.admin_url, &services.redis_url)?;
