@@ -1,7 +1,9 @@
 //! Per-user fences: the memory of a "revoke all sessions of this user" that keeps late
 //! cache fills of older snapshots out and hides entries that slipped in anyway.
 
-use cache_core::{Session, TokenHash};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cache_core::{Session, TokenHash, UserId};
 use chrono::{DateTime, Utc};
 
 /// Every session of the user created at or before `at` is revoked, except `keep`.
@@ -29,6 +31,43 @@ impl Fence {
             std::cmp::Ordering::Equal if self.keep == other.keep => self,
             std::cmp::Ordering::Equal => Fence { at: self.at, keep: None },
         }
+    }
+}
+
+/// Words of [`FenceFilter`]: 65,536 bits, 8 KiB.
+const FILTER_WORDS: usize = 1024;
+
+/// Which users may have a fence: one bit per bucket of user ids, set before a fence is
+/// recorded and never cleared. A clear bit proves that no fence of the user had been
+/// recorded when it was read, so the hit path skips the fences cache (a moka read, and
+/// its share of moka's inline housekeeping, which runs every 64 reads); a set bit, the
+/// user's or a colliding user's, only means "look".
+pub(crate) struct FenceFilter(Box<[AtomicU64]>);
+
+impl FenceFilter {
+    pub(crate) fn new() -> Self {
+        Self((0..FILTER_WORDS).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// Word index and mask of `user`'s bit (Fibonacci hashing of the id: random ids
+    /// spread anyway, sequential ones spread too).
+    fn bit(user: UserId) -> (usize, u64) {
+        let h =
+            u64::from_ne_bytes(user.get().to_ne_bytes()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48;
+        let h = usize::try_from(h).unwrap_or(0) % (FILTER_WORDS * 64);
+        (h / 64, 1 << (h % 64))
+    }
+
+    /// Call before recording a fence of `user` (SeqCst: ordered with every `may_have`).
+    pub(crate) fn mark(&self, user: UserId) {
+        let (word, mask) = Self::bit(user);
+        self.0[word].fetch_or(mask, Ordering::SeqCst);
+    }
+
+    /// `false` only when no fence of `user` was recorded before this call.
+    pub(crate) fn may_have(&self, user: UserId) -> bool {
+        let (word, mask) = Self::bit(user);
+        self.0[word].load(Ordering::SeqCst) & mask != 0
     }
 }
 
@@ -65,6 +104,20 @@ mod tests {
         assert!(fence.covers(&session(t - Duration::seconds(1), hash(2))));
         assert!(!fence.covers(&session(t, hash(1))));
         assert!(!fence.covers(&session(t + Duration::microseconds(1), hash(2))));
+    }
+
+    #[test]
+    fn the_filter_knows_every_marked_user() {
+        let filter = FenceFilter::new();
+        let users: Vec<UserId> = (0..1000).map(|_| UserId::random().unwrap()).collect();
+        assert!(users.iter().all(|u| !filter.may_have(*u)));
+        for u in &users[..10] {
+            filter.mark(*u);
+        }
+        assert!(users[..10].iter().all(|u| filter.may_have(*u)));
+        // Ten marks set at most ten bits of 65,536: almost every other user stays clear.
+        let clear = users[10..].iter().filter(|u| !filter.may_have(**u)).count();
+        assert!(clear >= 980, "{clear}");
     }
 
     #[test]

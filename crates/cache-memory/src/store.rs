@@ -11,7 +11,7 @@ use moka::sync::Cache;
 
 use crate::config::{MAX_TTL, MemoryConfig};
 use crate::entry::{Cached, EntryExpiry, Key, Value};
-use crate::fence::Fence;
+use crate::fence::{Fence, FenceFilter};
 use crate::index::{Indexes, Kind};
 
 /// The in-process memory tier: sessions, user profiles and verifications in one bounded
@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     tombstones: Cache<TokenHash, ()>,
     /// Per-user "revoke all" fences.
     fences: Cache<UserId, Fence>,
+    /// Which users may have an entry in `fences` (lets the hit path skip it).
+    fence_filter: FenceFilter,
     pub(crate) index: Indexes,
     /// Approximate bytes held by `main`: added on insert, subtracted by moka's removal
     /// listener (which also reports replaced values). Signed because the listener may
@@ -70,6 +72,7 @@ impl MemoryStore {
                     .max_capacity(config.max_entries)
                     .time_to_live(fence_ttl)
                     .build(),
+                fence_filter: FenceFilter::new(),
                 index: Indexes::new(config.max_entries, ttl),
                 bytes,
             }),
@@ -124,7 +127,9 @@ impl Inner {
 
     /// Whether a per-user fence covers `session`.
     pub(crate) fn is_fenced(&self, session: &Session) -> bool {
-        self.fences.get(&session.key.user).is_some_and(|fence| fence.covers(session))
+        let user = session.key.user;
+        self.fence_filter.may_have(user)
+            && self.fences.get(&user).is_some_and(|fence| fence.covers(session))
     }
 
     /// The session cached under `key`, when it may be served at `now`. This is the hit
@@ -183,6 +188,8 @@ impl Inner {
         // Count against the fence in force before this one: sessions it already hid
         // were deleted earlier.
         let previous = self.fences.get(&user);
+        // Before the fence exists, so that no reader can skip it once it does.
+        self.fence_filter.mark(user);
         self.fences.entry(user).and_compute_with(|current| {
             Op::Put(current.map_or(fence, |c| c.into_value().merge(fence)))
         });
