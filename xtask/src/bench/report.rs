@@ -80,7 +80,7 @@ enum Compare {
 /// Each HTTP point's baseline.
 fn baseline_of(point: &str) -> Option<Compare> {
     Some(match point {
-        "me/memory" | "me/sqlite" => Compare::Throughput("ceiling"),
+        "me/memory" | "me/memory@10%" | "me/sqlite" => Compare::Throughput("ceiling"),
         "me/redis" => Compare::Throughput("baseline/redis"),
         "me/sql" => Compare::Throughput("baseline/sql"),
         "me/memory@half" => Compare::P99("ceiling@half"),
