@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Instruction counts per request of one authd endpoint, with callgrind: repeatable on a
+# noisy shared machine where wall-clock profiles are not. Run after `cargo xtask bench`
+# (it uses the binary, database, Redis keys and tokens that run left behind):
+#
+#   bash xtask/bench/callgrind.sh /v1/me            # memory hits (memory+redis+postgres)
+#   bash xtask/bench/callgrind.sh /health/live      # the ceiling
+#
+# Prints total instructions / requests, and writes target/bench/callgrind.<name>.out
+# for `callgrind_annotate --inclusive=yes`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+path="${1:-/v1/me}"
+name="$(echo "$path" | tr '/' '_' | sed 's/^_//')"
+out="target/bench/callgrind.$name.out"
+port="${PORT:-18181}"
+db="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+db="${db%/*}/authd_bench"
+redis="${REDIS_URL:-redis://127.0.0.1:6379}"
+tokens="${TOKENS:-target/bench/sessions.txt}" # the tokens of the data last seeded
+
+env -u DATABASE_URL -u REDIS_URL RUST_LOG=warn \
+  AUTHD_SERVER__LISTEN="127.0.0.1:$port" AUTHD_SERVER__WORKERS=1 \
+  DATABASE_URL="$db" REDIS_URL="$redis" AUTHD_REDIS__KEY_PREFIX=authd-bench: \
+  AUTHD_MEMORY__ENABLED=true AUTHD_MEMORY__MAX_ENTRIES=100000 AUTHD_MAIL__DIR=target/bench/mail \
+  valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+  target/bench/authd >target/bench/callgrind.$name.log 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 240); do
+  curl -fs "http://127.0.0.1:$port/health/ready" | grep -q '"status":"ok"' && break
+  sleep 1
+done
+# Warm the memory tier, then count only the measured requests.
+wrk -t1 -c4 -d5s -s xtask/bench/zipf.lua "http://127.0.0.1:$port$path" -- "$tokens" >/dev/null
+callgrind_control -i on "$pid" >/dev/null
+result="$(wrk -t1 -c4 -d20s -s xtask/bench/zipf.lua "http://127.0.0.1:$port$path" -- "$tokens" | grep BENCHJSON)"
+callgrind_control -i off "$pid" >/dev/null
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+trap - EXIT
+
+requests="$(echo "$result" | sed 's/.*"requests":\([0-9]*\).*/\1/')"
+total="$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
+echo "$path: $requests requests, $total instructions, $((total / requests)) instructions/request"
