@@ -7,10 +7,13 @@
 -- nothing here ever prints a token. DELAY_MS > 0 makes each connection wait that long
 -- between requests: a fixed offered load of about CONNECTIONS * 1000 / DELAY_MS req/s
 -- (for latencies well below DELAY_MS), for comparing latencies at the same load.
+-- S = 0 sweeps instead: each thread requests every token in file order, from an offset
+-- of its own (the warm-up that loads every session into the memory tier).
 -- `done` prints one line "BENCHJSON {...}" with the run's figures (latencies in us).
 
 local tokens, cdf, requests_by_rank = {}, {}, {}
 local n, cookie = 0, "session"
+local sweep, cursor = false, 0
 local next_id = 0
 
 function setup(thread)
@@ -27,6 +30,7 @@ function init(args)
     -- Defined only when wanted: wrk arms a timer per request once `delay` exists.
     delay = function() return delay_ms end
   end
+  math.randomseed(os.time() * 1000 + (thread_id or 0) * 7919)
   for line in io.lines(file) do
     if #line > 0 and line:sub(1, 1) ~= "#" then
       n = n + 1
@@ -34,6 +38,11 @@ function init(args)
     end
   end
   assert(n > 0, "no tokens in " .. file)
+  if s == 0 then
+    sweep = true
+    cursor = ((thread_id or 0) * 7919) % n
+    return
+  end
   local sum = 0
   for i = 1, n do
     sum = sum + 1 / (i ^ s)
@@ -42,7 +51,6 @@ function init(args)
   for i = 1, n do
     cdf[i] = cdf[i] / sum
   end
-  math.randomseed(os.time() * 1000 + (thread_id or 0) * 7919)
 end
 
 -- The smallest rank whose cumulative probability reaches u.
@@ -56,7 +64,13 @@ local function rank(u)
 end
 
 function request()
-  local r = rank(math.random())
+  local r
+  if sweep then
+    cursor = cursor % n + 1
+    r = cursor
+  else
+    r = rank(math.random())
+  end
   local req = requests_by_rank[r]
   if req == nil then
     req = wrk.format(nil, nil, { ["Cookie"] = cookie .. "=" .. tokens[r] })

@@ -140,6 +140,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = Report::new(serde_json::to_value(&plan)?, machine());
     let servers = start_servers(&bin, &services, &plan, &sqlite_path, &out_dir)?;
     let runner = Runner { root: &root, plan: &plan, tokens: &tokens };
+    runner.sweep(&servers.full)?;
     for round in 0..plan.rounds {
         eprintln!("round {} of {}", round + 1, plan.rounds);
         runner.round(&servers, &mut report)?;
@@ -206,6 +207,9 @@ fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
         database_url: services.bench_url.clone(),
         redis_url: Some(services.redis_url.clone()),
         memory_entries: Some(memory_entries),
+        // Entries stay for the whole run once loaded: "memory tier warm". (authd's
+        // default of 30 s would send every session unused for 30 s back to Redis.)
+        memory_ttl_secs: Some(3600),
         key_prefix: BENCH_KEY_PREFIX.to_owned(),
     }
 }
@@ -274,6 +278,20 @@ impl Runner<'_> {
             connections: self.plan.connections,
             duration,
         }
+    }
+
+    /// Loads every session (and user) into the memory tier of `server`: each wrk thread
+    /// requests every token once, in file order.
+    fn sweep(&self, server: &Server) -> anyhow::Result<()> {
+        let secs = (self.plan.sessions as u64 / 20_000).max(2);
+        let mut load = self.zipf(server, "/v1/me", 0, Duration::from_secs(secs));
+        load.args[2] = "0".to_owned();
+        let result = load.run().context("memory warm-up sweep")?;
+        eprintln!(
+            "  warm-up sweep: {} requests over {} sessions",
+            result.requests, self.plan.sessions
+        );
+        Ok(())
     }
 
     fn login(&self, server: &Server, connections: u32, duration: Duration) -> Load {

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// The memory tier's `max_entries`, when it is on.
     pub memory_entries: Option<u64>,
+    /// The memory tier's `ttl_secs` (and `fence_ttl_secs`), when not authd's default.
+    pub memory_ttl_secs: Option<u64>,
     /// `redis.key_prefix`.
     pub key_prefix: String,
 }
@@ -67,6 +69,10 @@ impl Server {
             .stderr(log);
         if let Some(entries) = config.memory_entries {
             cmd.env("AUTHD_MEMORY__MAX_ENTRIES", entries.to_string());
+        }
+        if let Some(ttl) = config.memory_ttl_secs {
+            cmd.env("AUTHD_MEMORY__TTL_SECS", ttl.to_string())
+                .env("AUTHD_MEMORY__FENCE_TTL_SECS", ttl.max(600).to_string());
         }
         if let Some(url) = &config.redis_url {
             cmd.env("REDIS_URL", url);
