@@ -21,7 +21,8 @@ pub struct AuthConfig {
     pub password: PasswordPolicy,
     /// argon2id cost; validated to be at or above [`Argon2Params::MINIMUM`].
     pub argon2: Argon2Params,
-    /// Maximum number of argon2 computations running at once (default: the number of CPUs).
+    /// Maximum number of argon2 computations running at once (default: the number of CPUs
+    /// minus one, at least 1).
     pub hash_concurrency: usize,
     /// Base of every link put in a mail, e.g. `https://auth.example.com`. Links are built
     /// from it only, never from a request's `Host` header.
@@ -43,7 +44,10 @@ impl Default for AuthConfig {
             password_reset_ttl: Duration::minutes(30),
             password: PasswordPolicy::default(),
             argon2: Argon2Params::default(),
-            hash_concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // One CPU is left to everything else: a login storm must not starve the
+            // session checks (BENCH.md B9; on 2 CPUs, 2 argon2 jobs made /v1/me's p99 7x).
+            hash_concurrency: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
             user_agent_max_len: 512,
             fingerprint: FingerprintPolicy::default(),
