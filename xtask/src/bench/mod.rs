@@ -283,7 +283,9 @@ impl Runner<'_> {
     /// Loads every session (and user) into the memory tier of `server`: each wrk thread
     /// requests every token once, in file order.
     fn sweep(&self, server: &Server) -> anyhow::Result<()> {
-        let secs = (self.plan.sessions as u64 / 20_000).max(2);
+        // A cold memory tier serves about 10,000 req/s here (every request goes to
+        // Redis): time for each of the 2 threads to cover its half.
+        let secs = (self.plan.sessions as u64 / 8_000).max(2);
         let mut load = self.zipf(server, "/v1/me", 0, Duration::from_secs(secs));
         load.args[2] = "0".to_owned();
         let result = load.run().context("memory warm-up sweep")?;
