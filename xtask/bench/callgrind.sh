@@ -7,7 +7,8 @@
 #   bash xtask/bench/callgrind.sh /health/live      # the ceiling
 #
 # Prints total instructions / requests, and writes target/bench/callgrind.<name>.out
-# for `callgrind_annotate --inclusive=yes`.
+# for `callgrind_annotate --inclusive=yes`. TOKENS=FILE picks the tokens (a short file of
+# the hottest ones keeps a memory tier warm at callgrind speed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,7 +25,7 @@ env -u DATABASE_URL -u REDIS_URL RUST_LOG=warn \
   AUTHD_SERVER__LISTEN="127.0.0.1:$port" AUTHD_SERVER__WORKERS=1 \
   DATABASE_URL="$db" REDIS_URL="$redis" AUTHD_REDIS__KEY_PREFIX=authd-bench: \
   AUTHD_MEMORY__ENABLED=true AUTHD_MEMORY__MAX_ENTRIES=100000 AUTHD_MAIL__DIR=target/bench/mail \
-  valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
   target/bench/authd >target/bench/callgrind.$name.log 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
@@ -36,11 +37,12 @@ done
 # Warm the memory tier, then count only the measured requests.
 wrk -t1 -c4 -d5s -s xtask/bench/zipf.lua "http://127.0.0.1:$port$path" -- "$tokens" >/dev/null
 callgrind_control -i on "$pid" >/dev/null
-result="$(wrk -t1 -c4 -d20s -s xtask/bench/zipf.lua "http://127.0.0.1:$port$path" -- "$tokens" | grep BENCHJSON)"
+result="$(wrk -t1 -c4 -d20s -s xtask/bench/zipf.lua "http://127.0.0.1:$port$path" -- "$tokens")"
+echo "$result" >"target/bench/callgrind.$name.wrk"
 callgrind_control -i off "$pid" >/dev/null
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 trap - EXIT
 
-requests="$(echo "$result" | sed 's/.*"requests":\([0-9]*\).*/\1/')"
+requests="$(echo "$result" | grep BENCHJSON | sed 's/.*"requests":\([0-9]*\).*/\1/')"
 total="$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
 echo "$path: $requests requests, $total instructions, $((total / requests)) instructions/request"
