@@ -395,37 +395,9 @@ impl SessionStore for SqlStore {
 #[async_trait]
 impl ExpiredCleanup for SqlStore {
     async fn delete_expired_sessions(&self, limit: usize) -> StoreResult<Vec<SessionKey>> {
-        let now = self.now_ts();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.count(1);
-        let rows = with_conn!(self, |conn| {
-            // The batch is a subquery on the same table, hence the alias.
-            diesel::alias!(sessions as expired: ExpiredSessions);
-            let batch = expired
-                .select(expired.field(sessions::token_hash))
-                .filter(
-                    expired
-                        .field(sessions::expires_at)
-                        .le(now)
-                        .or(expired.field(sessions::absolute_expires_at).le(now)),
-                )
-                .limit(limit);
-            Ok(diesel::delete(sessions::table.filter(sessions::token_hash.eq_any(batch)))
-                .returning((sessions::user_id, sessions::token_hash))
-                .load::<(i64, Vec<u8>)>(conn)
-                .await?)
-        })?;
-        let keys = rows
-            .into_iter()
-            .map(|(user, hash)| {
-                Ok(SessionKey {
-                    user: UserId::new(user).ok_or(SqlError::Corrupt("user id is not positive"))?,
-                    hash: TokenHash::from_slice(&hash)
-                        .ok_or(SqlError::Corrupt("token hash is not 32 bytes"))?,
-                })
-            })
-            .collect::<SqlResult<Vec<_>>>()?;
-        Ok(keys)
+        // One statement serves both: the janitor wants the lifetimes too.
+        let expired = self.delete_expired_sessions_with_lifetimes(limit).await?;
+        Ok(expired.into_iter().map(|e| e.key).collect())
     }
 
     async fn delete_expired_verifications(&self, limit: usize) -> StoreResult<u64> {
