@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cache_core::{
-    AccountStore, Conflict, NewUser, Purpose, Session, SessionKey, SessionStore, SessionToken,
-    SharedClock, StoreError, TokenHash, User, UserCache, UserId, Verification, VerificationStore,
-    VerificationToken,
+    AccountStore, Conflict, NewUser, Purpose, Session, SessionKey, SessionLookup, SessionToken,
+    SessionWithUser, SharedClock, StoreError, TokenHash, User, UserCache, UserId, Verification,
+    VerificationStore, VerificationToken,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,8 +24,8 @@ use crate::validate::{normalize_email, normalize_name};
 /// `accounts` is the SQL store.
 #[derive(Clone)]
 pub struct Stores {
-    /// Sessions.
-    pub sessions: Arc<dyn SessionStore>,
+    /// Sessions (read together with their user where the tiers can).
+    pub sessions: Arc<dyn SessionLookup>,
     /// User profiles.
     pub users: Arc<dyn UserCache>,
     /// Email verification and password reset tokens.
@@ -425,7 +425,8 @@ impl AuthService {
     /// Resolves a session token to its user and session, renewing the session in place
     /// (same token) when it is used `session_update_age` or more after its last renewal.
     ///
-    /// Without renewal this is one session lookup and one user lookup.
+    /// Without renewal this is one combined session-and-user lookup (one round trip to the
+    /// tier that answers), plus a user lookup when that tier did not have the profile.
     pub async fn validate(
         &self,
         token: &str,
@@ -433,7 +434,9 @@ impl AuthService {
     ) -> Result<Authenticated, AuthError> {
         let key = SessionToken::parse(token).map_err(|_| AuthError::Unauthenticated)?.key();
         let stores = self.stores();
-        let Some(mut session) = stores.sessions.get(&key).await? else {
+        let Some(SessionWithUser { mut session, user }) =
+            stores.sessions.get_with_user(&key).await?
+        else {
             // Well-formed but unknown (expired, revoked or guessed): evidence for the
             // token-guessing detector, which counts distinct tokens per address.
             if let Some(abuse) = &self.inner.abuse {
@@ -449,7 +452,10 @@ impl AuthService {
         if now - session.renewed_at >= self.inner.config.session_update_age {
             session = self.renew(&key, session, now).await?;
         }
-        let user = stores.users.get_user(key.user).await?.ok_or(AuthError::Unauthenticated)?;
+        let user = match user {
+            Some(user) => user,
+            None => stores.users.get_user(key.user).await?.ok_or(AuthError::Unauthenticated)?,
+        };
         Ok(Authenticated { user, session })
     }
 

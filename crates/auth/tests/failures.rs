@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use auth::{AuthError, AuthService, LoginInput, RegisterInput, Stores};
 use cache_core::{
     AccountStore, Clock as _, Conflict, Credentials, MockSessionStore, MockUserCache, NewUser,
-    Purpose, Session, SessionKey, SessionStore, SessionToken, StoreError, StoreResult, TokenHash,
-    User, UserCache, UserId, Verification, VerificationStore,
+    Purpose, Session, SessionKey, SessionLookup, SessionStore, SessionToken, StoreError,
+    StoreResult, TokenHash, User, UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Duration, Utc};
 use common::{Harness, PASSWORD, client, token_in, unique_email};
@@ -43,6 +43,9 @@ impl Failure {
 
 /// A store whose every operation fails.
 struct Down(Failure);
+
+/// The combined read fails as `get` does.
+impl SessionLookup for Down {}
 
 #[async_trait]
 impl SessionStore for Down {

@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use auth::Stores;
 use cache_core::{
-    Breaker, BreakerConfig, BreakerHandle, BreakerState, RevocationJournal, SessionStore,
-    SharedClock, Tiered, UserCache, VerificationStore,
+    Breaker, BreakerConfig, BreakerHandle, BreakerState, RevocationJournal, SessionLookup,
+    SessionStore, SharedClock, Tiered, UserCache, VerificationStore,
 };
 use cache_memory::{MemoryConfig, MemoryStore};
 use cache_redis::{InvalidationListener, RedisConfig, RedisStore};
@@ -72,7 +72,7 @@ impl BreakerProber {
                 tick.tick().await;
                 if breaker.state() == BreakerState::Open {
                     // The breaker admits it only when a probe is due, and closes on success.
-                    let _ = breaker.get(&probe).await;
+                    let _ = SessionStore::get(&breaker, &probe).await;
                 }
             }
         }))
@@ -219,7 +219,7 @@ fn redis_config(settings: &Settings, url: &str) -> RedisConfig {
 /// One composed store serving sessions, users and verifications.
 fn all_of<T>(store: T, accounts: Arc<SqlStore>) -> Stores
 where
-    T: SessionStore + UserCache + VerificationStore + 'static,
+    T: SessionLookup + UserCache + VerificationStore + 'static,
 {
     let store = Arc::new(store);
     Stores { sessions: store.clone(), users: store.clone(), verifications: store, accounts }

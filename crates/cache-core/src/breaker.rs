@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{StoreError, StoreResult};
-use crate::model::{Purpose, Revocation, Session, User, UserId, Verification};
-use crate::store::{RevocationSink, SessionStore, UserCache, VerificationStore};
+use crate::model::{Purpose, Revocation, Session, SessionWithUser, User, UserId, Verification};
+use crate::store::{RevocationSink, SessionLookup, SessionStore, UserCache, VerificationStore};
 use crate::token::{SessionKey, TokenHash};
 
 /// When the breaker opens and how often it probes.
@@ -258,6 +258,13 @@ impl<S: SessionStore> SessionStore for Breaker<S> {
     }
     async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
         self.call(self.store.list_user_sessions(user)).await
+    }
+}
+
+#[async_trait]
+impl<S: SessionLookup> SessionLookup for Breaker<S> {
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        self.call(self.store.get_with_user(key)).await
     }
 }
 

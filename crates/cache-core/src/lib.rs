@@ -29,10 +29,12 @@ pub use abuse::{MockBlockList, MockRateLimitStore};
 pub use breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Conflict, StoreError, StoreResult};
-pub use model::{Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification};
+pub use model::{
+    Credentials, NewUser, Purpose, Revocation, Session, SessionWithUser, User, UserId, Verification,
+};
 pub use store::{
-    AccountStore, ExpiredCleanup, RevocationJournal, RevocationSink, SessionStore, UserCache,
-    VerificationStore,
+    AccountStore, ExpiredCleanup, RevocationJournal, RevocationSink, SessionLookup, SessionStore,
+    UserCache, VerificationStore,
 };
 #[cfg(feature = "mock")]
 pub use store::{MockAccountStore, MockSessionStore, MockUserCache, MockVerificationStore};

@@ -130,6 +130,24 @@ pub struct Session {
     pub version: i64,
 }
 
+/// A session and, when the store that read it had it at hand, its user's profile: what
+/// [`crate::SessionLookup::get_with_user`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionWithUser {
+    /// The live session.
+    pub session: Session,
+    /// The profile of `session.key.user`, or `None` when it was not read with the session
+    /// (ask the user cache).
+    pub user: Option<User>,
+}
+
+impl SessionWithUser {
+    /// A session read without its user.
+    pub fn alone(session: Session) -> Self {
+        Self { session, user: None }
+    }
+}
+
 impl Session {
     /// Whether the session is usable at `now`.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {

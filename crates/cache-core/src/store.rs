@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::StoreResult;
 use crate::model::{
-    Credentials, NewUser, Purpose, Revocation, Session, User, UserId, Verification,
+    Credentials, NewUser, Purpose, Revocation, Session, SessionWithUser, User, UserId, Verification,
 };
 use crate::token::{SessionKey, TokenHash};
 
@@ -57,6 +57,25 @@ pub trait SessionStore: Send + Sync {
     /// The live sessions of `user`, most recently renewed first.
     async fn list_user_sessions(&self, user: UserId) -> StoreResult<Vec<Session>>;
 }
+
+/// The read every authenticated request makes: a session and its user's profile.
+///
+/// Tiers that can answer both in one round trip override [`Self::get_with_user`] (one
+/// Redis script, one SQL join); [`crate::Tiered`] asks its back for both on a miss and
+/// backfills both. The provided method reads the session alone.
+#[async_trait]
+pub trait SessionLookup: SessionStore {
+    /// The live session for `key` (as [`SessionStore::get`] gives it) and, when this store
+    /// has it at hand in the same lookup, the profile of `key.user`. A `None` user means
+    /// only "not read here": the caller asks its [`UserCache`]. `None` when the session is
+    /// missing, expired or revoked.
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        Ok(self.get(key).await?.map(SessionWithUser::alone))
+    }
+}
+
+#[cfg(any(test, feature = "mock"))]
+impl SessionLookup for MockSessionStore {}
 
 /// User profiles (never credentials) as cached by the fast tiers.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
@@ -201,6 +220,23 @@ macro_rules! forward_session_store {
 
 forward_session_store!(Arc<T>);
 forward_session_store!(Box<T>);
+
+macro_rules! forward_session_lookup {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: SessionLookup + ?Sized> SessionLookup for $ty {
+            async fn get_with_user(
+                &self,
+                key: &SessionKey,
+            ) -> StoreResult<Option<SessionWithUser>> {
+                (**self).get_with_user(key).await
+            }
+        }
+    };
+}
+
+forward_session_lookup!(Arc<T>);
+forward_session_lookup!(Box<T>);
 
 macro_rules! forward_user_cache {
     ($ty:ty) => {

@@ -18,8 +18,8 @@ use metrics::{Counter, Histogram};
 
 use crate::coalesce::Coalescer;
 use crate::error::{Conflict, StoreError, StoreResult};
-use crate::model::{Purpose, Session, User, UserId, Verification};
-use crate::store::{SessionStore, UserCache, VerificationStore};
+use crate::model::{Purpose, Session, SessionWithUser, User, UserId, Verification};
+use crate::store::{SessionLookup, SessionStore, UserCache, VerificationStore};
 use crate::token::{SessionKey, TokenHash};
 
 /// Name every `Tiered` reports as its tier.
@@ -83,6 +83,7 @@ pub struct Tiered<F, B> {
     back: B,
     front_tier: &'static str,
     sessions_inflight: Coalescer<SessionKey, Option<Session>>,
+    lookups_inflight: Coalescer<SessionKey, Option<SessionWithUser>>,
     users_inflight: Coalescer<UserId, Option<User>>,
     session_front: FrontMetrics,
     session_back: BackMetrics,
@@ -105,6 +106,7 @@ impl<F, B> Tiered<F, B> {
             back,
             front_tier,
             sessions_inflight: Coalescer::new(),
+            lookups_inflight: Coalescer::new(),
             users_inflight: Coalescer::new(),
             session_front: FrontMetrics::new("session", front_tier),
             session_back: BackMetrics::new("session", back_tier),
@@ -242,6 +244,81 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     }
 }
 
+/// The combined read: a front hit with the user answers alone; a front hit without it
+/// asks the back for the user only (as `get_user` would); a miss asks the back for both
+/// in one lookup, coalesced per key, and backfills both. The user is `None` only when no
+/// tier below had it at hand.
+#[async_trait]
+impl<F, B> SessionLookup for Tiered<F, B>
+where
+    F: SessionLookup + UserCache,
+    B: SessionLookup + UserCache,
+{
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        let front_ok = match self.front.get_with_user(key).await {
+            Ok(Some(SessionWithUser { session, user: Some(user) })) => {
+                self.session_front.hit.increment(1);
+                self.user_front.hit.increment(1);
+                return Ok(Some(SessionWithUser { session, user: Some(user) }));
+            }
+            Ok(Some(SessionWithUser { session, user: None })) => {
+                self.session_front.hit.increment(1);
+                self.user_front.miss.increment(1);
+                let user = self.user_from_back(session.key.user, true).await?;
+                return Ok(Some(SessionWithUser { session, user }));
+            }
+            Ok(None) => {
+                self.session_front.miss.increment(1);
+                true
+            }
+            Err(e) => {
+                self.session_front.error.increment(1);
+                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
+                false
+            }
+        };
+        self.lookups_inflight
+            .run(key, || async {
+                let found = self.session_back.time(self.back.get_with_user(key)).await?;
+                // As in `get`: no backfill into a front that just failed to read.
+                if let Some(found) = found.as_ref().filter(|_| front_ok) {
+                    match self.front.put(&found.session).await {
+                        Ok(true) => self.session_front.backfill.increment(1),
+                        Ok(false) => {}
+                        Err(e) => self.front_write_failed("backfill", &e),
+                    }
+                    if let Some(user) = &found.user {
+                        match self.front.put_user(user).await {
+                            Ok(()) => self.user_front.backfill.increment(1),
+                            Err(e) => self.front_write_failed("backfill_user", &e),
+                        }
+                    }
+                }
+                Ok(found)
+            })
+            .await
+    }
+}
+
+impl<F: UserCache, B: UserCache> Tiered<F, B> {
+    /// A user lookup the front could not answer: asks the back (coalesced per user) and
+    /// backfills the front unless its read just failed.
+    async fn user_from_back(&self, id: UserId, front_ok: bool) -> StoreResult<Option<User>> {
+        self.users_inflight
+            .run(&id, || async {
+                let found = self.user_back.time(self.back.get_user(id)).await?;
+                if let Some(user) = found.as_ref().filter(|_| front_ok) {
+                    match self.front.put_user(user).await {
+                        Ok(()) => self.user_front.backfill.increment(1),
+                        Err(e) => self.front_write_failed("backfill_user", &e),
+                    }
+                }
+                Ok(found)
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl<F: UserCache, B: UserCache> UserCache for Tiered<F, B> {
     fn tier(&self) -> &'static str {
@@ -264,18 +341,7 @@ impl<F: UserCache, B: UserCache> UserCache for Tiered<F, B> {
                 false
             }
         };
-        self.users_inflight
-            .run(&id, || async {
-                let found = self.user_back.time(self.back.get_user(id)).await?;
-                if let Some(user) = found.as_ref().filter(|_| front_ok) {
-                    match self.front.put_user(user).await {
-                        Ok(()) => self.user_front.backfill.increment(1),
-                        Err(e) => self.front_write_failed("backfill_user", &e),
-                    }
-                }
-                Ok(found)
-            })
-            .await
+        self.user_from_back(id, front_ok).await
     }
 
     async fn put_user(&self, user: &User) -> StoreResult<()> {
@@ -595,5 +661,210 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap(), Some(s.clone()));
         }
         assert_eq!(tiered.back().lookups.load(Ordering::SeqCst), 1);
+    }
+
+    impl SessionLookup for SlowBack {}
+
+    /// The combined read's authority: counts lookups, answers after a while with the
+    /// session and (when set) its user.
+    struct SlowLookupBack {
+        back: SlowBack,
+        user: Option<User>,
+    }
+
+    #[async_trait]
+    impl SessionStore for SlowLookupBack {
+        fn tier(&self) -> &'static str {
+            "slow"
+        }
+        async fn create(&self, s: &Session) -> StoreResult<()> {
+            self.back.create(s).await
+        }
+        async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
+            self.back.get(key).await
+        }
+        async fn put(&self, s: &Session) -> StoreResult<bool> {
+            self.back.put(s).await
+        }
+        async fn extend(
+            &self,
+            key: &SessionKey,
+            v: i64,
+            at: DateTime<Utc>,
+        ) -> StoreResult<Option<Session>> {
+            self.back.extend(key, v, at).await
+        }
+        async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+            self.back.delete(key).await
+        }
+        async fn delete_user_sessions(&self, u: UserId, k: Option<TokenHash>) -> StoreResult<u64> {
+            self.back.delete_user_sessions(u, k).await
+        }
+        async fn list_user_sessions(&self, u: UserId) -> StoreResult<Vec<Session>> {
+            self.back.list_user_sessions(u).await
+        }
+    }
+
+    #[async_trait]
+    impl UserCache for SlowLookupBack {
+        fn tier(&self) -> &'static str {
+            "slow"
+        }
+        async fn get_user(&self, _: UserId) -> StoreResult<Option<User>> {
+            Ok(self.user.clone())
+        }
+        async fn put_user(&self, _: &User) -> StoreResult<()> {
+            Ok(())
+        }
+        async fn invalidate_user(&self, _: UserId) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SessionLookup for SlowLookupBack {
+        async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+            let session = self.back.get(key).await?;
+            Ok(session.map(|session| SessionWithUser { session, user: self.user.clone() }))
+        }
+    }
+
+    /// A front cache: two maps, counting the reads that found nothing.
+    #[derive(Default)]
+    struct MapFront {
+        sessions: parking_lot::Mutex<std::collections::HashMap<SessionKey, Session>>,
+        users: parking_lot::Mutex<std::collections::HashMap<UserId, User>>,
+    }
+
+    #[async_trait]
+    impl SessionStore for MapFront {
+        fn tier(&self) -> &'static str {
+            "map"
+        }
+        async fn create(&self, s: &Session) -> StoreResult<()> {
+            self.put(s).await.map(drop)
+        }
+        async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
+            Ok(self.sessions.lock().get(key).cloned())
+        }
+        async fn put(&self, s: &Session) -> StoreResult<bool> {
+            self.sessions.lock().insert(s.key, s.clone());
+            Ok(true)
+        }
+        async fn extend(
+            &self,
+            _: &SessionKey,
+            _: i64,
+            _: DateTime<Utc>,
+        ) -> StoreResult<Option<Session>> {
+            Ok(None)
+        }
+        async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+            Ok(self.sessions.lock().remove(key).is_some())
+        }
+        async fn delete_user_sessions(&self, _: UserId, _: Option<TokenHash>) -> StoreResult<u64> {
+            Ok(0)
+        }
+        async fn list_user_sessions(&self, _: UserId) -> StoreResult<Vec<Session>> {
+            Ok(vec![])
+        }
+    }
+
+    #[async_trait]
+    impl UserCache for MapFront {
+        fn tier(&self) -> &'static str {
+            "map"
+        }
+        async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
+            Ok(self.users.lock().get(&id).cloned())
+        }
+        async fn put_user(&self, user: &User) -> StoreResult<()> {
+            self.users.lock().insert(user.id, user.clone());
+            Ok(())
+        }
+        async fn invalidate_user(&self, id: UserId) -> StoreResult<()> {
+            self.users.lock().remove(&id);
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SessionLookup for MapFront {
+        async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+            let Some(session) = self.sessions.lock().get(key).cloned() else { return Ok(None) };
+            Ok(Some(SessionWithUser { session, user: self.users.lock().get(&key.user).cloned() }))
+        }
+    }
+
+    fn user_of(s: &Session) -> User {
+        User {
+            id: s.key.user,
+            name: "Ada".to_owned(),
+            email: "ada@example.com".to_owned(),
+            email_verified: true,
+            created_at: s.created_at,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_combined_misses_make_one_lookup_below_and_backfill_both() {
+        let s = session();
+        let user = user_of(&s);
+        let back = SlowLookupBack {
+            back: SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) },
+            user: Some(user.clone()),
+        };
+        let tiered = Arc::new(Tiered::new(MapFront::default(), back));
+        let expected = SessionWithUser { session: s.clone(), user: Some(user.clone()) };
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (tiered, key) = (tiered.clone(), s.key);
+                tokio::spawn(async move { tiered.get_with_user(&key).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), Some(expected.clone()));
+        }
+        assert_eq!(tiered.back().back.lookups.load(Ordering::SeqCst), 1);
+        // Both were backfilled: the next read is a front hit for both.
+        assert_eq!(tiered.front().get_with_user(&s.key).await.unwrap(), Some(expected.clone()));
+        assert_eq!(tiered.get_with_user(&s.key).await.unwrap(), Some(expected));
+        assert_eq!(tiered.back().back.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_front_session_without_its_user_asks_the_back_for_the_user_only() {
+        let s = session();
+        let user = user_of(&s);
+        let back = SlowLookupBack {
+            back: SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) },
+            user: Some(user.clone()),
+        };
+        let front = MapFront::default();
+        front.put(&s).await.unwrap();
+        let tiered = Tiered::new(front, back);
+        assert_eq!(
+            tiered.get_with_user(&s.key).await.unwrap(),
+            Some(SessionWithUser { session: s.clone(), user: Some(user.clone()) })
+        );
+        // No session lookup below; the user was backfilled.
+        assert_eq!(tiered.back().back.lookups.load(Ordering::SeqCst), 0);
+        assert_eq!(tiered.front().users.lock().get(&s.key.user), Some(&user));
+    }
+
+    #[tokio::test]
+    async fn a_back_session_without_a_user_backfills_the_session_alone() {
+        let s = session();
+        let back = SlowLookupBack {
+            back: SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) },
+            user: None,
+        };
+        let tiered = Tiered::new(MapFront::default(), back);
+        assert_eq!(
+            tiered.get_with_user(&s.key).await.unwrap(),
+            Some(SessionWithUser::alone(s.clone()))
+        );
+        assert!(tiered.front().users.lock().is_empty());
+        assert_eq!(tiered.front().sessions.lock().get(&s.key), Some(&s));
     }
 }

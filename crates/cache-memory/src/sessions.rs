@@ -1,7 +1,10 @@
 //! [`SessionStore`] for [`MemoryStore`].
 
 use async_trait::async_trait;
-use cache_core::{Conflict, Session, SessionKey, SessionStore, StoreError, StoreResult};
+use cache_core::{
+    Conflict, Session, SessionKey, SessionLookup, SessionStore, SessionWithUser, StoreError,
+    StoreResult,
+};
 use cache_core::{TokenHash, UserId};
 use chrono::{DateTime, Utc};
 use moka::ops::compute::{CompResult, Op};
@@ -92,6 +95,18 @@ impl Inner {
             self.count_insert(entry.value());
         }
         outcome
+    }
+}
+
+/// Both from the one cache, at one reading of the clock.
+#[async_trait]
+impl SessionLookup for MemoryStore {
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        let inner = &self.inner;
+        let now = inner.now();
+        Ok(inner
+            .live_session(key, now)
+            .map(|session| SessionWithUser { session, user: inner.fresh_user(key.user, now) }))
     }
 }
 

@@ -6,7 +6,17 @@ use chrono::{DateTime, Utc};
 
 use crate::TIER;
 use crate::entry::{Cached, Key, Value};
-use crate::store::MemoryStore;
+use crate::store::{Inner, MemoryStore};
+
+impl Inner {
+    /// The cached profile of `id`, if fresh at `now`.
+    pub(crate) fn fresh_user(&self, id: UserId, now: DateTime<Utc>) -> Option<User> {
+        match self.main.get(&Key::User(id)) {
+            Some(Value::User(cached)) if cached.is_fresh(now) => Some(cached.item),
+            _ => None,
+        }
+    }
+}
 
 #[async_trait]
 impl UserCache for MemoryStore {
@@ -16,11 +26,7 @@ impl UserCache for MemoryStore {
 
     async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
         let inner = &self.inner;
-        let now = inner.now();
-        Ok(match inner.main.get(&Key::User(id)) {
-            Some(Value::User(cached)) if cached.is_fresh(now) => Some(cached.item),
-            _ => None,
-        })
+        Ok(inner.fresh_user(id, inner.now()))
     }
 
     async fn put_user(&self, user: &User) -> StoreResult<()> {

@@ -28,3 +28,7 @@ mod memory_verifications {
 mod memory_users {
     cache_testkit::user_cache_suite!(super::make_store, cache);
 }
+
+mod memory_lookups {
+    cache_testkit::session_lookup_suite!(super::make_store, cache);
+}

@@ -44,6 +44,9 @@ mod memory_over_sqlite {
     mod users {
         cache_testkit::user_cache_suite!(super::super::over_sqlite, authority);
     }
+    mod lookups {
+        cache_testkit::session_lookup_suite!(super::super::over_sqlite, authority);
+    }
 }
 
 mod memory_over_postgres {
@@ -55,5 +58,8 @@ mod memory_over_postgres {
     }
     mod users {
         cache_testkit::user_cache_suite!(super::super::over_postgres, authority);
+    }
+    mod lookups {
+        cache_testkit::session_lookup_suite!(super::super::over_postgres, authority);
     }
 }

@@ -103,6 +103,9 @@ impl RedisStore {
 }
 
 #[async_trait]
+impl cache_core::SessionLookup for RedisStore {}
+
+#[async_trait]
 impl SessionStore for RedisStore {
     fn tier(&self) -> &'static str {
         TIER

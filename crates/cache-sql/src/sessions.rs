@@ -143,6 +143,9 @@ impl SqlStore {
 }
 
 #[async_trait]
+impl cache_core::SessionLookup for SqlStore {}
+
+#[async_trait]
 impl SessionStore for SqlStore {
     fn tier(&self) -> &'static str {
         TIER

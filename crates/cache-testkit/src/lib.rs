@@ -1,8 +1,8 @@
 //! # cache-testkit
 //!
 //! The conformance suite for implementations of the `cache-core` traits. Anyone who
-//! implements [`cache_core::SessionStore`], [`cache_core::VerificationStore`],
-//! [`cache_core::UserCache`] or [`cache_core::ExpiredCleanup`] runs it from a test file:
+//! implements [`cache_core::SessionStore`], [`cache_core::SessionLookup`],
+//! [`cache_core::VerificationStore`], [`cache_core::UserCache`] or [`cache_core::ExpiredCleanup`] runs it from a test file:
 //!
 //! ```ignore
 //! async fn make_store(clock: Arc<ManualClock>) -> Option<MyStore> {
@@ -12,6 +12,7 @@
 //! mod sessions { cache_testkit::session_store_suite!(super::make_store); }
 //! mod verifications { cache_testkit::verification_store_suite!(super::make_store); }
 //! mod users { cache_testkit::user_cache_suite!(super::make_store, cache); }
+//! mod lookups { cache_testkit::session_lookup_suite!(super::make_store, cache); }
 //! mod cleanup { cache_testkit::expired_cleanup_suite!(super::make_store); }
 //! ```
 //!
@@ -29,6 +30,7 @@ use cache_core::{ManualClock, Purpose, Session, SessionKey, UserId, Verification
 use chrono::Duration;
 
 pub mod cleanup;
+pub mod lookup;
 pub mod session;
 pub mod user;
 pub mod verification;
@@ -213,6 +215,39 @@ macro_rules! user_cache_suite {
                 let clock = $crate::new_clock();
                 let Some(store) = $factory(clock.clone()).await else { return };
                 $crate::user::$name(&store, &clock, $kind).await;
+            }
+        )*
+    };
+}
+
+/// Expands to the `SessionLookup` conformance tests (the store must also implement
+/// `UserCache`). `cache` or `authority` as for [`user_cache_suite!`].
+#[macro_export]
+macro_rules! session_lookup_suite {
+    ($factory:path, cache) => {
+        $crate::session_lookup_suite!(@tests $factory, $crate::user::Kind::Cache);
+    };
+    ($factory:path, authority) => {
+        $crate::session_lookup_suite!(@tests $factory, $crate::user::Kind::Authority);
+    };
+    (@tests $factory:path, $kind:expr) => {
+        $crate::session_lookup_suite!(@each $factory, $kind, [
+            lookup_missing_is_none,
+            lookup_returns_the_session_and_its_user,
+            lookup_without_a_known_user_gives_the_session,
+            lookup_with_another_user_is_none,
+            lookup_hides_expired_and_revoked_sessions,
+            lookup_sees_a_replaced_profile,
+            lookup_after_invalidate_user,
+        ]);
+    };
+    (@each $factory:path, $kind:expr, [$($name:ident),* $(,)?]) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let clock = $crate::new_clock();
+                let Some(store) = $factory(clock.clone()).await else { return };
+                $crate::lookup::$name(&store, &clock, $kind).await;
             }
         )*
     };

@@ -13,7 +13,7 @@ pub enum Kind {
     Authority,
 }
 
-fn sample_user(clock: &ManualClock) -> User {
+pub(crate) fn sample_user(clock: &ManualClock) -> User {
     let id = random_user();
     User {
         id,

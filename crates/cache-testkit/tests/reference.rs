@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cache_core::{
-    Conflict, ExpiredCleanup, Purpose, Revocation, Session, SessionKey, SessionStore, SharedClock,
-    StoreError, StoreResult, Tiered, TokenHash, User, UserCache, UserId, Verification,
-    VerificationStore,
+    Conflict, ExpiredCleanup, Purpose, Revocation, Session, SessionKey, SessionLookup,
+    SessionStore, SessionWithUser, SharedClock, StoreError, StoreResult, Tiered, TokenHash, User,
+    UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Utc};
 
@@ -126,6 +126,17 @@ impl SessionStore for Reference {
     }
 }
 
+/// Both under one lock, as a tier with a combined read would do in one round trip.
+#[async_trait]
+impl SessionLookup for Reference {
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        let state = self.lock();
+        Ok(self
+            .live(&state, key)
+            .map(|session| SessionWithUser { session, user: state.users.get(&key.user).cloned() }))
+    }
+}
+
 #[async_trait]
 impl UserCache for Reference {
     fn tier(&self) -> &'static str {
@@ -229,6 +240,9 @@ mod reference_users {
 mod reference_cleanup {
     cache_testkit::expired_cleanup_suite!(super::reference);
 }
+mod reference_lookups {
+    cache_testkit::session_lookup_suite!(super::reference, cache);
+}
 mod tiered_sessions {
     cache_testkit::session_store_suite!(super::tiered);
 }
@@ -237,4 +251,7 @@ mod tiered_verifications {
 }
 mod tiered_users {
     cache_testkit::user_cache_suite!(super::tiered, cache);
+}
+mod tiered_lookups {
+    cache_testkit::session_lookup_suite!(super::tiered, cache);
 }
