@@ -1,6 +1,9 @@
 //! The Redis tier's hit path (BENCH.md B6): `RedisStore::get` of a cached session (one
 //! `EVALSHA` of the get script) and the same through `Tiered<Breaker<redis>, back>`,
-//! next to a raw fred `GET` of a string key holding a value of the same size.
+//! next to a raw fred `GET` of a string key holding a value of the same size; and what
+//! a validation reads, the session and its user (`SessionLookup::get_with_user`, then
+//! `get_user` when the lookup brought no user, as `auth` does), on the store and through
+//! the tiered store.
 //!
 //! Needs `REDIS_URL`; without it the benchmark says so and measures nothing. Keys are
 //! under a random prefix and expire within minutes.
@@ -9,8 +12,8 @@ use std::time::Duration;
 
 use cache_core::token::Secret;
 use cache_core::{
-    Breaker, BreakerConfig, Session, SessionKey, SessionStore, SharedClock, SystemClock, Tiered,
-    UserId,
+    Breaker, BreakerConfig, Session, SessionKey, SessionLookup, SessionStore, SessionWithUser,
+    SharedClock, SystemClock, Tiered, User, UserCache, UserId,
 };
 use cache_memory::{MemoryConfig, MemoryStore};
 use cache_redis::fred::interfaces::KeysInterface as _;
@@ -54,14 +57,24 @@ fn redis_hit(c: &mut Criterion) {
         ip: None,
         version: 0,
     };
+    let user = User {
+        id: session.key.user,
+        name: "Bench User".to_owned(),
+        email: "bench@example.com".to_owned(),
+        email_verified: true,
+        created_at: now,
+    };
     let raw_key = format!("bench-{prefix}:raw");
+    let back = MemoryStore::new(MemoryConfig::default(), clock.clone());
     rt.block_on(async {
         store.put(&session).await.unwrap();
+        store.put_user(&user).await.unwrap();
+        // The authority below the Redis tier knows the user too (as SQL would).
+        back.put_user(&user).await.unwrap();
         let value = serde_json::to_string(&session).unwrap();
         let expire = Some(cache_redis::fred::types::Expiration::EX(600));
         store.pool().set::<(), _, _>(raw_key.as_str(), value, expire, None, false).await.unwrap();
     });
-    let back = MemoryStore::new(MemoryConfig::default(), clock.clone());
     let tiered = Tiered::new(Breaker::new(store.clone(), "redis", BreakerConfig::default()), back);
     let key = session.key;
 
@@ -72,12 +85,32 @@ fn redis_hit(c: &mut Criterion) {
     group.bench_function("tiered_get_hit", |b| {
         b.to_async(&rt).iter(|| async { tiered.get(&key).await.unwrap().unwrap() })
     });
+    group.bench_function("store_get_with_user_hit", |b| {
+        b.to_async(&rt).iter(|| async { session_and_user(&store, &key).await })
+    });
+    group.bench_function("tiered_get_with_user_hit", |b| {
+        b.to_async(&rt).iter(|| async { session_and_user(&tiered, &key).await })
+    });
     group.bench_function("raw_fred_get", |b| {
         b.to_async(&rt).iter(|| async {
             store.pool().get::<Option<String>, _>(raw_key.as_str()).await.unwrap().unwrap()
         })
     });
     group.finish();
+}
+
+/// The session and its user as a validation reads them: the combined lookup, then the
+/// user cache when the lookup did not bring the user.
+async fn session_and_user<S: SessionLookup + UserCache>(
+    store: &S,
+    key: &SessionKey,
+) -> (Session, User) {
+    let SessionWithUser { session, user } = store.get_with_user(key).await.unwrap().unwrap();
+    let user = match user {
+        Some(user) => user,
+        None => store.get_user(key.user).await.unwrap().unwrap(),
+    };
+    (session, user)
 }
 
 criterion_group!(benches, redis_hit);
