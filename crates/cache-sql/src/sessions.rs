@@ -3,20 +3,23 @@
 use async_trait::async_trait;
 use cache_core::{
     Conflict, ExpiredCleanup, Revocation, RevocationJournal, Session, SessionKey, SessionStore,
-    StoreError, StoreResult, TokenHash, UserId,
+    SessionWithUser, StoreError, StoreResult, TokenHash, User, UserId,
 };
 use chrono::{DateTime, Utc};
 use diesel::dsl::{case_when, exists, not};
 use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use diesel::{
-    BoolExpressionMethods, ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, QueryResult,
+    BoolExpressionMethods, ExpressionMethods, IntoSql, JoinOnDsl, NullableExpressionMethods,
+    OptionalExtension, QueryDsl, QueryResult,
 };
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::TIER;
 use crate::error::{SqlError, SqlResult};
-use crate::rows::{RevocationRow, SessionRow, revocation_columns, session_columns};
+use crate::rows::{
+    RevocationRow, SessionRow, UserRow, revocation_columns, session_columns, user_columns,
+};
 use crate::schema::Ts;
 use crate::store::SqlStore;
 
@@ -143,7 +146,32 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl cache_core::SessionLookup for SqlStore {}
+impl cache_core::SessionLookup for SqlStore {
+    /// One statement: the session row, with exactly the filters of
+    /// [`SessionStore::get`], LEFT JOINed with its user's profile columns (a user
+    /// this store does not know gives `user: None`).
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        let (hash, user, now) = (key.hash.as_bytes().to_vec(), key.user.get(), self.now_ts());
+        self.count(1);
+        let row = with_conn!(self, |conn| {
+            Ok(sessions::table
+                .left_join(users::table.on(users::id.eq(sessions::user_id)))
+                .select((session_columns!(), user_columns!().nullable()))
+                .filter(sessions::token_hash.eq(hash))
+                .filter(sessions::user_id.eq(user))
+                .filter(sessions::expires_at.gt(now))
+                .filter(sessions::absolute_expires_at.gt(now))
+                .get_result::<(SessionRow, Option<UserRow>)>(conn)
+                .await
+                .optional()?)
+        })?;
+        let Some((session, user)) = row else { return Ok(None) };
+        Ok(Some(SessionWithUser {
+            session: Session::try_from(session)?,
+            user: user.map(User::try_from).transpose()?,
+        }))
+    }
+}
 
 #[async_trait]
 impl SessionStore for SqlStore {

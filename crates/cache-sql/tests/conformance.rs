@@ -25,6 +25,9 @@ mod sqlite {
     mod users {
         cache_testkit::user_cache_suite!(super::super::sqlite_store, authority);
     }
+    mod lookups {
+        cache_testkit::session_lookup_suite!(super::super::sqlite_store, authority);
+    }
     mod cleanup {
         cache_testkit::expired_cleanup_suite!(super::super::sqlite_store);
     }
@@ -39,6 +42,9 @@ mod postgres {
     }
     mod users {
         cache_testkit::user_cache_suite!(super::super::postgres_store, authority);
+    }
+    mod lookups {
+        cache_testkit::session_lookup_suite!(super::super::postgres_store, authority);
     }
     mod cleanup {
         cache_testkit::expired_cleanup_suite!(super::super::postgres_store);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::{
     AccountStore, Clock, Conflict, ManualClock, NewUser, Purpose, Revocation, RevocationJournal,
-    SessionStore, StoreError, User, UserCache, VerificationStore,
+    SessionLookup, SessionStore, StoreError, User, UserCache, VerificationStore,
 };
 use cache_sql::{SqlConfig, SqlStore, testing};
 use cache_testkit::{random_user, sample_session, sample_verification};
@@ -66,6 +66,7 @@ on_both_backends!(
     put_racing_a_revocation_never_revives,
     recent_sessions_are_live_and_most_recently_renewed,
     query_count_counts_statements,
+    get_with_user_is_one_statement,
     migrate_is_idempotent,
     corrupt_rows_are_reported_as_corrupt,
     ping_and_pool_state,
@@ -254,6 +255,23 @@ async fn query_count_counts_statements(store: &SqlStore, clock: &ManualClock) {
     assert_eq!(store.query_count(), before + 9);
 }
 
+async fn get_with_user_is_one_statement(store: &SqlStore, clock: &ManualClock) {
+    let user = sample_user(clock);
+    store.put_user(&user).await.unwrap();
+    let session = sample_session(clock, user.id);
+    store.create(&session).await.unwrap();
+    let alone = sample_session(clock, random_user());
+    store.create(&alone).await.unwrap();
+    let before = store.query_count();
+    let found = store.get_with_user(&session.key).await.unwrap().unwrap();
+    assert_eq!((found.session, found.user), (session, Some(user)));
+    assert_eq!(store.query_count(), before + 1);
+    // A session without a known user, and a miss, are one statement too.
+    assert_eq!(store.get_with_user(&alone.key).await.unwrap().unwrap().user, None);
+    assert_eq!(store.get_with_user(&sample_session(clock, random_user()).key).await.unwrap(), None);
+    assert_eq!(store.query_count(), before + 3);
+}
+
 async fn migrate_is_idempotent(store: &SqlStore, clock: &ManualClock) {
     let session = sample_session(clock, random_user());
     store.create(&session).await.unwrap();
@@ -299,6 +317,8 @@ async fn corrupt_rows_are_reported_as_corrupt(store: &SqlStore, clock: &ManualCl
     .await
     .unwrap();
     let got = store.get(&bad_ip.key).await;
+    assert!(matches!(got, Err(StoreError::Corrupt(_))), "{got:?}");
+    let got = store.get_with_user(&bad_ip.key).await;
     assert!(matches!(got, Err(StoreError::Corrupt(_))), "{got:?}");
 }
 
