@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use cache_core::{Session, SessionKey, TokenHash, User, UserId, Verification};
+use cache_core::{Session, SessionKey, SessionWithUser, TokenHash, User, UserId, Verification};
 use chrono::{DateTime, Utc};
 use fred::prelude::Value;
 
@@ -44,10 +44,15 @@ fn text(v: &Value, what: &str) -> Result<String, RedisError> {
     v.as_string().ok_or_else(|| RedisError::reply(format!("{what} is not a string")))
 }
 
+/// A string field borrowed from the reply (no copy for the bulk strings Redis returns).
+fn borrowed<'a>(v: &'a Value, what: &str) -> Result<std::borrow::Cow<'a, str>, RedisError> {
+    v.as_str().ok_or_else(|| RedisError::reply(format!("{what} is not a string")))
+}
+
 fn int(v: &Value, what: &str) -> Result<i64, RedisError> {
     match v {
         Value::Integer(i) => Ok(*i),
-        _ => text(v, what)?
+        _ => borrowed(v, what)?
             .parse()
             .map_err(|_| RedisError::reply(format!("{what} is not an integer"))),
     }
@@ -69,7 +74,7 @@ pub(crate) fn session_from_fields(
     let ip = if ip.is_null() {
         None
     } else {
-        Some(text(ip, "ip")?.parse::<IpAddr>().map_err(|_| RedisError::reply("invalid ip"))?)
+        Some(borrowed(ip, "ip")?.parse::<IpAddr>().map_err(|_| RedisError::reply("invalid ip"))?)
     };
     Ok(Session {
         key,
@@ -91,6 +96,30 @@ pub(crate) fn optional_session(
     match reply {
         Value::Null => Ok(None),
         Value::Array(fields) => session_from_fields(key, &fields).map(Some),
+        other => Err(RedisError::reply(format!("session reply is {:?}", other.kind()))),
+    }
+}
+
+/// Decodes the get_with_user script's reply: nil, or the 7 session fields followed by the
+/// 5 profile fields (decoded as [`user_from_fields`] decodes `get_user`'s; all nil: the
+/// profile is not cached).
+pub(crate) fn optional_session_with_user(
+    key: SessionKey,
+    reply: Value,
+) -> Result<Option<SessionWithUser>, RedisError> {
+    match reply {
+        Value::Null => Ok(None),
+        Value::Array(fields) if fields.len() == 12 => {
+            let (session, user) = fields.split_at(7);
+            Ok(Some(SessionWithUser {
+                session: session_from_fields(key, session)?,
+                user: user_from_fields(user)?,
+            }))
+        }
+        Value::Array(fields) => Err(RedisError::reply(format!(
+            "session and user reply has {} fields, not 12",
+            fields.len()
+        ))),
         other => Err(RedisError::reply(format!("session reply is {:?}", other.kind()))),
     }
 }
@@ -142,7 +171,7 @@ pub(crate) fn user_from_fields(fields: &[Value]) -> Result<Option<User>, RedisEr
         id,
         name: text(name, "name")?,
         email: text(email, "email")?,
-        email_verified: text(verified, "email_verified")? == "1",
+        email_verified: borrowed(verified, "email_verified")? == "1",
         created_at: time(created, "created")?,
     }))
 }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use cache_core::invalidation::Invalidation;
 use cache_core::{
     Conflict, ExpiredCleanup, Purpose, Revocation, RevocationSink, Session, SessionKey,
-    SessionStore, StoreError, StoreResult, TokenHash, User, UserCache, UserId, Verification,
-    VerificationStore,
+    SessionLookup, SessionStore, SessionWithUser, StoreError, StoreResult, TokenHash, User,
+    UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Utc};
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SetsInterface};
@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use crate::codec::{self, micros, millis};
 use crate::error::RedisError;
+use crate::keys::SessionCall;
 use crate::scripts::{is_noscript, queue_evalsha};
 use crate::store::{RedisStore, apply_revocations};
 
@@ -28,26 +29,25 @@ impl RedisStore {
         self.shared.clock.now()
     }
 
-    /// Session, index, fence and tombstone keys of one session: the KEYS of every
-    /// single-session script.
-    fn session_keys(&self, key: &SessionKey) -> Vec<String> {
-        let keys = &self.shared.keys;
-        vec![
-            keys.session(key.user, &key.hash),
-            keys.index(key.user),
-            keys.fence(key.user),
-            keys.tombstone(key.user, &key.hash),
-        ]
+    /// Session, index, fence and tombstone keys of one session (the KEYS of every
+    /// single-session script; with `with_user`, the user's profile too), the hash and
+    /// now, in one buffer.
+    fn session_call(&self, key: &SessionKey, with_user: bool) -> SessionCall {
+        self.shared.keys.session_call(key, self.now().timestamp_micros(), with_user)
     }
 
     async fn write(&self, session: &Session, mode: &'static str) -> Result<i64, RedisError> {
-        let mut args: Vec<Value> =
-            vec![session.key.hash.to_hex().into(), micros(self.now()).into(), mode.into()];
-        args.extend(codec::session_args(session));
+        let call = self.session_call(&session.key, false);
+        let fields = codec::session_args(session);
         self.shared
             .scripts
             .write
-            .call(&self.shared.pool, self.session_keys(&session.key), args)
+            .call_with(&self.shared.pool, || {
+                let mut args = Vec::with_capacity(3 + fields.len());
+                args.extend([call.hex(), call.now(), mode.into()]);
+                args.extend(fields.iter().cloned());
+                (call.keys(), args)
+            })
             .await
     }
 
@@ -103,7 +103,22 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl cache_core::SessionLookup for RedisStore {}
+impl SessionLookup for RedisStore {
+    /// One script call: the get script's checks (expiry, tombstone, fence: a revoked or
+    /// expired session is deleted and never returned) and, for a live session, the
+    /// user's profile hash, which shares the session's hash slot.
+    async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
+        self.ensure_trusted()?;
+        let call = self.session_call(key, true);
+        let reply: Value = self
+            .shared
+            .scripts
+            .get_with_user
+            .call_with(&self.shared.pool, || (call.keys(), vec![call.hex(), call.now()]))
+            .await?;
+        Ok(codec::optional_session_with_user(*key, reply)?)
+    }
+}
 
 #[async_trait]
 impl SessionStore for RedisStore {
@@ -122,9 +137,13 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
         self.ensure_trusted()?;
-        let args: Vec<Value> = vec![key.hash.to_hex().into(), micros(self.now()).into()];
-        let reply: Value =
-            self.shared.scripts.get.call(&self.shared.pool, self.session_keys(key), args).await?;
+        let call = self.session_call(key, false);
+        let reply: Value = self
+            .shared
+            .scripts
+            .get
+            .call_with(&self.shared.pool, || (call.keys(), vec![call.hex(), call.now()]))
+            .await?;
         Ok(codec::optional_session(*key, reply)?)
     }
 
@@ -139,17 +158,16 @@ impl SessionStore for RedisStore {
         new_expires_at: DateTime<Utc>,
     ) -> StoreResult<Option<Session>> {
         self.ensure_trusted()?;
-        let args: Vec<Value> = vec![
-            key.hash.to_hex().into(),
-            micros(self.now()).into(),
-            expected_version.to_string().into(),
-            micros(new_expires_at).into(),
-        ];
+        let call = self.session_call(key, false);
+        let (version, expiry) = (Value::from(expected_version.to_string()), micros(new_expires_at));
         let reply: Value = self
             .shared
             .scripts
             .extend
-            .call(&self.shared.pool, self.session_keys(key), args)
+            .call_with(&self.shared.pool, || {
+                let args = vec![call.hex(), call.now(), version.clone(), expiry.as_str().into()];
+                (call.keys(), args)
+            })
             .await?;
         match reply {
             Value::Integer(-1) => Err(StoreError::Conflict(Conflict::Version)),
@@ -160,15 +178,23 @@ impl SessionStore for RedisStore {
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
         let now = self.now();
         let message = Invalidation::Revoked(Revocation::Session { key: *key, at: now }).encode();
-        let args: Vec<Value> = vec![
-            key.hash.to_hex().into(),
-            micros(now).into(),
-            millis(self.shared.config.fence_ttl).into(),
-            self.shared.keys.channel().into(),
-            message.into(),
-        ];
-        let result =
-            self.shared.scripts.delete.call(&self.shared.pool, self.session_keys(key), args).await;
+        let call = self.shared.keys.session_call(key, now.timestamp_micros(), false);
+        let ttl = millis(self.shared.config.fence_ttl);
+        let result = self
+            .shared
+            .scripts
+            .delete
+            .call_with(&self.shared.pool, || {
+                let args = vec![
+                    call.hex(),
+                    call.now(),
+                    ttl.as_str().into(),
+                    self.shared.keys.channel().into(),
+                    message.as_str().into(),
+                ];
+                (call.keys(), args)
+            })
+            .await;
         let deleted: i64 = self.confirm_revocation(result)?;
         Ok(deleted == 1)
     }

@@ -5,7 +5,12 @@
 //! and one Lua script can read and write them atomically. Verifications are found by
 //! token hash alone, so they carry the hash as their tag.
 
-use cache_core::{Purpose, TokenHash, UserId};
+use std::ops::Range;
+
+use cache_core::{Purpose, SessionKey, TokenHash, UserId};
+use fred::bytes::{BufMut, Bytes};
+use fred::prelude::Value;
+use fred::types::Key;
 
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
@@ -72,7 +77,115 @@ impl Keys {
     }
 }
 
+/// The KEYS of a single-session script (session, index, fence, tombstone, and the user's
+/// profile when asked for) and its first two arguments (the token hash in hex, "now" in
+/// µs), written into one buffer that every key and argument is a slice of: one
+/// allocation per call where formatting each name took nine, and clones that only bump
+/// a reference count (so a `NOSCRIPT` retry can rebuild them for free).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionCall {
+    buf: Bytes,
+    keys: [Range<usize>; 5],
+    key_count: usize,
+    hex: Range<usize>,
+    now: Range<usize>,
+}
+
+impl SessionCall {
+    /// The script's KEYS.
+    pub(crate) fn keys(&self) -> Vec<Key> {
+        self.keys[..self.key_count].iter().map(|r| Key::from(self.buf.slice(r.clone()))).collect()
+    }
+
+    /// The token hash in lower-case hex (ARGV[1] of every session script).
+    pub(crate) fn hex(&self) -> Value {
+        Value::Bytes(self.buf.slice(self.hex.clone()))
+    }
+
+    /// "Now" in µs since the epoch (ARGV[2] of every session script).
+    pub(crate) fn now(&self) -> Value {
+        Value::Bytes(self.buf.slice(self.now.clone()))
+    }
+}
+
+/// The lower-case hex of `hash`, on the stack.
+fn hex_digits(hash: &TokenHash) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(hash.as_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+    out
+}
+
+/// Appends `n` in decimal (what `Display` writes, without the formatting machinery,
+/// which cost more than the rest of a session call's keys together).
+fn put_decimal(buf: &mut impl BufMut, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789"[usize::try_from(rest % 10).unwrap_or(0)];
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        buf.put_u8(b'-');
+    }
+    buf.put_slice(&digits[i..]);
+}
+
 impl Keys {
+    /// The keys and first arguments of a single-session script for `key` at `now_micros`;
+    /// with `with_user`, the user's profile is a fifth key.
+    pub(crate) fn session_call(
+        &self,
+        key: &SessionKey,
+        now_micros: i64,
+        with_user: bool,
+    ) -> SessionCall {
+        // `{prefix}{u:<id>}:` is at most prefix + 4 + 19 digits + 2 bytes; the five key
+        // tails (`s:`+64, `idx`, `fence`, `t:`+64, `user`) and "now" (at most 20) add 166.
+        let mut buf: Vec<u8> = Vec::with_capacity(5 * (self.prefix.len() + 25) + 166);
+        buf.put_slice(self.prefix.as_bytes());
+        buf.put_slice(b"{u:");
+        put_decimal(&mut buf, key.user.get());
+        buf.put_slice(b"}:");
+        let base = 0..buf.len();
+        let hex = hex_digits(&key.hash);
+        buf.put_slice(b"s:");
+        buf.put_slice(&hex);
+        let session = 0..buf.len();
+        let mut push = |tail: &[&[u8]]| {
+            let start = buf.len();
+            buf.extend_from_within(base.clone());
+            for part in tail {
+                buf.put_slice(part);
+            }
+            start..buf.len()
+        };
+        let index = push(&[b"idx"]);
+        let fence = push(&[b"fence"]);
+        let tombstone = push(&[b"t:", &hex]);
+        let user = push(&[b"user"]);
+        let start = buf.len();
+        put_decimal(&mut buf, now_micros);
+        let now = start..buf.len();
+        // The hex is the tail of the session key.
+        let hex = session.end - 64..session.end;
+        SessionCall {
+            buf: Bytes::from(buf),
+            keys: [session, index, fence, tombstone, user],
+            key_count: if with_user { 5 } else { 4 },
+            hex,
+            now,
+        }
+    }
+
     /// Whether `key` is a cache entry this tier may drop on `clear`: a session, an index,
     /// a profile, a verification or a verification set; not a fence or tombstone, nor a
     /// key of another feature sharing the prefix.
@@ -122,6 +235,36 @@ mod tests {
         assert_eq!(keys.session(user, &hash), format!("ta:{{u:42}}:s:{}", hash.to_hex()));
         assert_eq!(tag(&keys.verification(&hash)), hash.to_hex());
         assert_eq!(keys.channel(), "ta:invalidate");
+    }
+
+    #[test]
+    fn a_session_call_names_the_same_keys() {
+        let keys = Keys::new("ta:");
+        let key = SessionKey {
+            user: UserId::new(9_007_199_254_740_993).unwrap(),
+            hash: TokenHash::from_bytes(std::array::from_fn(|i| u8::try_from(i * 8).unwrap())),
+        };
+        let now = 1_700_000_000_123_456;
+        let call = keys.session_call(&key, now, true);
+        let names: Vec<String> =
+            call.keys().iter().map(|k| k.as_str().unwrap().to_owned()).collect();
+        assert_eq!(
+            names,
+            [
+                keys.session(key.user, &key.hash),
+                keys.index(key.user),
+                keys.fence(key.user),
+                keys.tombstone(key.user, &key.hash),
+                keys.user(key.user),
+            ]
+        );
+        assert_eq!(call.hex().as_str().unwrap(), key.hash.to_hex());
+        assert_eq!(call.now().as_str().unwrap(), now.to_string());
+        assert_eq!(keys.session_call(&key, now, false).keys().len(), 4);
+        let slot = fred::util::redis_keyslot(b"{u:9007199254740993}");
+        for name in &names {
+            assert_eq!(fred::util::redis_keyslot(name.as_bytes()), slot, "{name}");
+        }
     }
 
     #[test]

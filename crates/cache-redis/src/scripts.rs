@@ -12,7 +12,7 @@ use fred::clients::{Client, Pipeline, Pool};
 use fred::interfaces::{ClientLike, LuaInterface};
 use fred::prelude::{FromValue, Value};
 use fred::types::scripts::Script;
-use fred::types::{ClusterHash, CustomCommand};
+use fred::types::{ClusterHash, CustomCommand, Key};
 use fred::util::redis_keyslot;
 
 use crate::error::RedisError;
@@ -41,6 +41,19 @@ local function trim(idx, now)
 end
 local function read(s) return redis.call('HMGET', s, 'c', 'r', 'e', 'a', 'v', 'ua', 'ip') end
 local function live(f, now) return num(now) < num(f[3]) and num(now) < num(f[4]) end
+-- The fields of the live session at KEYS[1] (KEYS: session, index, fence, tombstone;
+-- ARGV: hash, now), or nil; a session that is expired or covered by a tombstone or fence
+-- is deleted (key and index entry) on the way.
+local function get_live()
+  local f = read(KEYS[1])
+  if not f[1] then return nil end
+  if not live(f, ARGV[2]) or covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then
+    redis.call('DEL', KEYS[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    return nil
+  end
+  return f
+end
 ";
 
 /// create / put. KEYS: session, index, fence, tombstone. ARGV: hash, now, mode
@@ -71,26 +84,26 @@ return 1
 /// get. KEYS: session, index, fence, tombstone. ARGV: hash, now. Returns the fields or
 /// nil; a covered or expired session is deleted on the way.
 const GET: &str = r"
-local f = read(KEYS[1])
-if not f[1] then return false end
-if not live(f, ARGV[2]) or covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return false
-end
+return get_live() or false
+";
+
+/// get_with_user: get, and the user's profile with it in the same call (the user hash
+/// shares the session's hash slot). KEYS: session, index, fence, tombstone, user. ARGV:
+/// hash, now. Returns nil, or the 7 session fields followed by the 5 profile fields
+/// (`id name email ev c`, all nil when the profile is not cached).
+const GET_WITH_USER: &str = r"
+local f = get_live()
+if not f then return false end
+local u = redis.call('HMGET', KEYS[5], 'id', 'name', 'email', 'ev', 'c')
+for i = 1, 5 do f[7 + i] = u[i] end
 return f
 ";
 
 /// extend. KEYS: session, index, fence, tombstone. ARGV: hash, now, expected version,
 /// new expiry. Returns the new fields, nil (gone), or -1 (version conflict).
 const EXTEND: &str = r"
-local f = read(KEYS[1])
-if not f[1] then return false end
-if not live(f, ARGV[2]) or covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return false
-end
+local f = get_live()
+if not f then return false end
 if num(f[5]) ~= num(ARGV[3]) then return -1 end
 local e = ARGV[4]
 if num(f[4]) < num(e) then e = f[4] end
@@ -263,6 +276,26 @@ impl Lua {
         Ok(())
     }
 
+    /// `EVALSHA` with the KEYS and ARGV that `make` builds, loading the script and
+    /// retrying once on `NOSCRIPT`. `make` runs again for the retry instead of the first
+    /// call keeping a copy of everything it sends: the hot path (a session read) pays
+    /// for one set of arguments.
+    pub(crate) async fn call_with<R: FromValue>(
+        &self,
+        pool: &Pool,
+        make: impl Fn() -> (Vec<Key>, Vec<Value>),
+    ) -> Result<R, RedisError> {
+        let (keys, args) = make();
+        match pool.evalsha(self.script.sha1().clone(), keys, args).await {
+            Err(e) if is_noscript(&e) => {
+                self.load(pool).await?;
+                let (keys, args) = make();
+                Ok(pool.evalsha(self.script.sha1().clone(), keys, args).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// `EVALSHA`, loading the script and retrying once on `NOSCRIPT`.
     pub(crate) async fn call<R: FromValue>(
         &self,
@@ -307,6 +340,7 @@ pub(crate) fn is_noscript(e: &fred::error::Error) -> bool {
 pub(crate) struct Scripts {
     pub(crate) write: Lua,
     pub(crate) get: Lua,
+    pub(crate) get_with_user: Lua,
     pub(crate) extend: Lua,
     pub(crate) delete: Lua,
     pub(crate) revoke_all: Lua,
@@ -325,6 +359,7 @@ impl Scripts {
         Self {
             write: Lua::new(WRITE),
             get: Lua::new(GET),
+            get_with_user: Lua::new(GET_WITH_USER),
             extend: Lua::new(EXTEND),
             delete: Lua::new(DELETE),
             revoke_all: Lua::new(REVOKE_ALL),
@@ -339,10 +374,11 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Lua; 13] {
+    fn all(&self) -> [&Lua; 14] {
         [
             &self.write,
             &self.get,
+            &self.get_with_user,
             &self.extend,
             &self.delete,
             &self.revoke_all,

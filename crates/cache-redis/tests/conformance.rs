@@ -33,6 +33,9 @@ mod redis_verifications {
 mod redis_users {
     cache_testkit::user_cache_suite!(super::redis, cache);
 }
+mod redis_lookups {
+    cache_testkit::session_lookup_suite!(super::redis, cache);
+}
 
 /// One Cluster for the whole binary. A `static` is never dropped: its processes are
 /// killed by their watchdogs when this test binary exits.
@@ -60,6 +63,9 @@ mod cluster_verifications {
 mod cluster_users {
     cache_testkit::user_cache_suite!(super::cluster, cache);
 }
+mod cluster_lookups {
+    cache_testkit::session_lookup_suite!(super::cluster, cache);
+}
 
 /// The full stack on a fresh PostgreSQL schema; skipped without `REDIS_URL` or
 /// `DATABASE_URL`.
@@ -82,6 +88,9 @@ mod stack_postgres_users {
     // SQL is the authority: invalidating a user drops the cached copies only.
     cache_testkit::user_cache_suite!(super::stack_postgres, authority);
 }
+mod stack_postgres_lookups {
+    cache_testkit::session_lookup_suite!(super::stack_postgres, authority);
+}
 
 /// The full stack on a fresh SQLite file; skipped without `REDIS_URL`.
 async fn stack_sqlite(clock: Arc<ManualClock>) -> Option<Stack> {
@@ -100,4 +109,7 @@ mod stack_sqlite_verifications {
 }
 mod stack_sqlite_users {
     cache_testkit::user_cache_suite!(super::stack_sqlite, authority);
+}
+mod stack_sqlite_lookups {
+    cache_testkit::session_lookup_suite!(super::stack_sqlite, authority);
 }

@@ -1,17 +1,18 @@
 //! Behaviour of the Redis tier beyond the shared conformance suite: what is stored (token
 //! hashes only, the documented key layout), `clear`, `forget_sessions`, health calls,
-//! starting without Redis, and the invalidation listener (on a Cluster, and flushing
-//! when its connection drops).
+//! starting without Redis, the invalidation listener (on a Cluster, and flushing when its
+//! connection drops), and the read-time revocation checks of `get_with_user`.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{
-    Clock, ExpiredCleanup, ManualClock, Purpose, RevocationSink, SessionStore, SessionToken,
-    SharedClock, StoreError, User, UserCache, VerificationStore, VerificationToken,
+    Clock, ExpiredCleanup, ManualClock, Purpose, RevocationSink, Session, SessionLookup,
+    SessionStore, SessionToken, SessionWithUser, SharedClock, StoreError, User, UserCache,
+    VerificationStore, VerificationToken,
 };
 use cache_redis::fred::interfaces::{
     HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface,
@@ -317,4 +318,101 @@ async fn revoke_all_scope_live_and_replayed() {
     store.apply_revocations(&[replayed]).await.unwrap();
     assert_eq!(store.get(&before.key).await.unwrap(), None);
     assert_eq!(store.get(&after.key).await.unwrap(), Some(after));
+}
+
+/// `get_with_user` (one script: the session's checks, then the profile) never returns a
+/// revoked session, even when its hash is back in Redis behind the scripts' backs (an
+/// evicted index that a revoke-all could not walk, a `clear` racing a fill, a restored
+/// key): the tombstone of a delete and the fence of a revoke-all are checked at read
+/// time, and the revoked copy is deleted on the way. The kept session stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_user_checks_tombstones_and_fences_at_read_time() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&url, "lookup"), clock.clone()).await.unwrap();
+    let prefix = store.config().key_prefix.clone();
+    let id = random_user();
+    let user = User {
+        id,
+        name: "Ada".to_owned(),
+        email: format!("ada{}@example.com", id.get()),
+        email_verified: false,
+        created_at: clock.now(),
+    };
+    store.put_user(&user).await.unwrap();
+    let (deleted, revoked, kept) =
+        (sample_session(&clock, id), sample_session(&clock, id), sample_session(&clock, id));
+    for s in [&deleted, &revoked, &kept] {
+        store.create(s).await.unwrap();
+        assert!(store.get_with_user(&s.key).await.unwrap().is_some());
+    }
+    let name = |s: &Session| format!("{prefix}{{u:{}}}:s:{}", s.key.user, s.key.hash.to_hex());
+    let mut copies = Vec::new();
+    for s in [&deleted, &revoked] {
+        let fields: HashMap<String, String> = store.pool().hgetall(name(s)).await.unwrap();
+        assert!(fields.len() >= 5, "{fields:?}");
+        copies.push((name(s), fields));
+    }
+
+    assert!(store.delete(&deleted.key).await.unwrap());
+    assert_eq!(store.delete_user_sessions(id, Some(kept.key.hash)).await.unwrap(), 1);
+    // A stale fill through the store is refused by the write script...
+    for s in [&deleted, &revoked] {
+        assert!(!store.put(s).await.unwrap());
+    }
+    // ...so put the hashes back directly.
+    for (key, fields) in &copies {
+        let _: i64 = store.pool().hset(key.as_str(), fields.clone()).await.unwrap();
+        let _: bool = store.pool().pexpire(key.as_str(), 60_000, None).await.unwrap();
+    }
+    for s in [&deleted, &revoked] {
+        assert_eq!(store.get_with_user(&s.key).await.unwrap(), None);
+        let left: i64 = store.pool().exists(name(s)).await.unwrap();
+        assert_eq!(left, 0, "the revoked copy is deleted by the read");
+    }
+    let found = store.get_with_user(&kept.key).await.unwrap();
+    assert_eq!(found, Some(SessionWithUser { session: kept, user: Some(user) }));
+}
+
+/// A server that lost its script cache (`SCRIPT FLUSH`, as after a restart) answers
+/// `NOSCRIPT`; the session scripts reload and retry with the same keys and arguments, so
+/// reads, writes, extends and deletes still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_scripts_reload_after_a_script_flush() {
+    if !redis_server_available() {
+        return;
+    }
+    let server = blocking(|| RedisServer::start("noscript", &[])).await;
+    let clock = ManualClock::starting_now();
+    let store =
+        RedisStore::connect(test_config(&server.url(), "noscript"), clock.clone()).await.unwrap();
+    wait_trusted(&store, Duration::from_secs(5)).await;
+    let id = random_user();
+    let user = User {
+        id,
+        name: "Ada".to_owned(),
+        email: "ada@example.com".to_owned(),
+        email_verified: true,
+        created_at: clock.now(),
+    };
+    let flush = || assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+    flush();
+    store.put_user(&user).await.unwrap();
+    let session = sample_session(&clock, id);
+    flush();
+    store.create(&session).await.unwrap();
+    flush();
+    let found = store.get_with_user(&session.key).await.unwrap();
+    assert_eq!(found, Some(SessionWithUser { session: session.clone(), user: Some(user) }));
+    flush();
+    assert_eq!(store.get(&session.key).await.unwrap(), Some(session.clone()));
+    flush();
+    let new_expiry = session.expires_at + chrono::Duration::minutes(1);
+    let extended = store.extend(&session.key, session.version, new_expiry).await.unwrap();
+    assert_eq!(extended.map(|s| s.version), Some(session.version + 1));
+    flush();
+    assert!(store.delete(&session.key).await.unwrap());
+    flush();
+    assert_eq!(store.get_with_user(&session.key).await.unwrap(), None);
+    drop(server);
 }
