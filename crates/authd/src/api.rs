@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod rfc3339;
+
 /// `POST /v1/auth/register`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,13 +141,14 @@ pub struct UserBody {
     /// Whether the address was confirmed.
     pub email_verified: bool,
     /// Sign-up time.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
 impl From<auth::User> for UserBody {
     fn from(u: auth::User) -> Self {
         Self {
-            id: u.id.to_string(),
+            id: decimal(u.id),
             name: u.name,
             email: u.email,
             email_verified: u.email_verified,
@@ -154,16 +157,35 @@ impl From<auth::User> for UserBody {
     }
 }
 
+/// A user id in decimal, as its `Display` writes it, without `core::fmt`.
+fn decimal(id: auth::UserId) -> String {
+    let Ok(mut n) = u64::try_from(id.get()) else { return id.to_string() };
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        start -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf[start..]).into_owned()
+}
+
 /// One session of the user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionBody {
     /// Opaque id (`DELETE /v1/sessions/{id}` ends the session).
     pub id: String,
     /// Login time.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// The session was used at or after this time.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub last_seen_at: DateTime<Utc>,
     /// When the session ends unless it is used (never after its absolute lifetime).
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub expires_at: DateTime<Utc>,
     /// User agent at login.
     pub user_agent: Option<String>,
@@ -223,4 +245,25 @@ pub struct SessionListResponse {
 pub struct RevokedResponse {
     /// Number of sessions ended.
     pub revoked: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_written_as_display_writes_them() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut ids = vec![1, 9, 10, 99, 100, 12_345, i64::MAX - 1, i64::MAX];
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ids.push((x >> (x % 63)) as i64);
+        }
+        for raw in ids {
+            let Some(id) = auth::UserId::new(raw) else { continue };
+            assert_eq!(decimal(id), id.to_string());
+        }
+    }
 }
