@@ -7,6 +7,7 @@
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::http::header;
 use chrono::{DateTime, Utc};
 
 /// Cookie name when `secure` is on: the `__Host-` prefix makes browsers refuse it unless it
@@ -87,10 +88,71 @@ impl CookiePolicy {
 
     /// The raw session cookie value of a request, if any. Parsing is left to the flows,
     /// which answer `unauthenticated` for anything malformed.
+    ///
+    /// Several cookies of the same name can arrive (a parent-domain cookie next to ours):
+    /// the first one is returned, which is what browsers send most specific first. The
+    /// answer is the one actix-web's `HttpRequest::cookie` gives (see [`find_cookie`]),
+    /// without parsing every cookie of the request into an allocated jar.
     pub fn read(&self, req: &HttpRequest) -> Option<String> {
-        // Several cookies of the same name can arrive (a parent-domain cookie next to ours);
-        // actix returns the first one, which is what browsers send most specific first.
-        req.cookie(self.name()).map(|c| c.value().to_owned())
+        let mut headers = req.headers().get_all(header::COOKIE).map(|v| v.as_bytes());
+        match find_cookie(&mut headers, self.name()) {
+            Scan::Found(value) => Some(value.to_owned()),
+            Scan::Missing => None,
+            // Percent-encoded: actix-web decodes names and values; let it.
+            Scan::Encoded => req.cookie(self.name()).map(|c| c.value().to_owned()),
+        }
+    }
+}
+
+/// What [`find_cookie`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan<'a> {
+    /// The value of the first cookie of that name.
+    Found(&'a str),
+    /// No such cookie, or a header actix-web refuses as a whole.
+    Missing,
+    /// A `%` somewhere: percent-decoding applies, the caller must use the full parser.
+    Encoded,
+}
+
+/// Finds the first cookie named `name` in the `Cookie` header values, with the semantics
+/// of actix-web 4's `HttpRequest::cookie` (cookie 0.16 `Cookie::parse_encoded` on each
+/// `;`-separated, trimmed, non-empty piece of every header):
+/// - a header that is not UTF-8, or any piece without `=` or with an empty name, makes
+///   the whole parse fail: no cookie at all;
+/// - names and values are trimmed, and a value in double quotes loses them (and is
+///   trimmed again);
+/// - names and values are percent-decoded: when any header holds a `%`, this answers
+///   [`Scan::Encoded`] and leaves it to actix-web.
+fn find_cookie<'a>(headers: &mut dyn Iterator<Item = &'a [u8]>, name: &str) -> Scan<'a> {
+    let mut found = None;
+    for header in headers {
+        let Ok(header) = std::str::from_utf8(header) else { return Scan::Missing };
+        if header.contains('%') {
+            return Scan::Encoded;
+        }
+        for piece in header.split(';').map(str::trim) {
+            if piece.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = piece.split_once('=') else { return Scan::Missing };
+            let key = key.trim();
+            if key.is_empty() {
+                return Scan::Missing;
+            }
+            if found.is_none() && key == name {
+                found = Some(trim_quotes(value.trim()).trim());
+            }
+        }
+    }
+    found.map_or(Scan::Missing, Scan::Found)
+}
+
+/// `"value"` -> `value`, as cookie 0.16 does.
+fn trim_quotes(s: &str) -> &str {
+    match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => s,
     }
 }
 
@@ -110,6 +172,95 @@ mod tests {
             assert!(header.contains(attr), "{attr} missing in {header}");
         }
         assert!(!header.contains("Domain"), "{header}");
+    }
+
+    /// What actix-web's own parser answers.
+    fn actix(req: &HttpRequest, name: &str) -> Option<String> {
+        req.cookie(name).map(|c| c.value().to_owned())
+    }
+
+    fn request(headers: &[&[u8]]) -> HttpRequest {
+        let mut req = actix_web::test::TestRequest::default();
+        for h in headers {
+            let value = actix_web::http::header::HeaderValue::from_bytes(h).unwrap();
+            req = req.append_header((header::COOKIE, value));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn read_agrees_with_actix_cookie_parsing() {
+        let pieces: &[&str] = &[
+            "session=abc.def",
+            "session=second",
+            " session = spaced ",
+            "session=\"quoted\"",
+            "session=\" quoted-spaces \"",
+            "session=\"",
+            "session=\"\"",
+            "session=",
+            "session=a=b",
+            "other=1",
+            "__Host-session=host",
+            "__Host-session=%41%42",
+            "%73ession=encoded-name",
+            "session=%ZZ",
+            "session=%C3%A9",
+            "session=%FF",
+            "Session=case",
+            "sessionx=prefix",
+            "noequals",
+            "=empty-name",
+            " =blank-name",
+            "",
+            "  ",
+            "x=\u{e9}t\u{e9}",
+        ];
+        let names = [PLAIN_COOKIE_NAME, SECURE_COOKIE_NAME];
+        let mut cases: Vec<Vec<Vec<u8>>> = Vec::new();
+        // One header of one, two and three pieces, every order.
+        for a in pieces {
+            cases.push(vec![a.as_bytes().to_vec()]);
+            for b in pieces {
+                cases.push(vec![format!("{a}; {b}").into_bytes()]);
+                cases.push(vec![format!("{a};{b}").into_bytes()]);
+                // Two headers.
+                cases.push(vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()]);
+                for c in ["session=third", "noequals", "other=2"] {
+                    cases.push(vec![format!("{a}; {b}; {c}").into_bytes()]);
+                }
+            }
+        }
+        // Headers that are not UTF-8.
+        cases.push(vec![b"session=a\xff".to_vec()]);
+        cases.push(vec![b"session=a".to_vec(), b"x=\xff".to_vec()]);
+        cases.push(vec![b"x=\xff".to_vec(), b"session=a".to_vec()]);
+        cases.push(vec![]);
+        let mut found = 0;
+        for case in &cases {
+            let headers: Vec<&[u8]> = case.iter().map(Vec::as_slice).collect();
+            let req = request(&headers);
+            for name in names {
+                let policy = CookiePolicy::new(name == SECURE_COOKIE_NAME);
+                let expected = actix(&req, name);
+                found += usize::from(expected.is_some());
+                assert_eq!(policy.read(&req), expected, "{name} in {case:?}");
+            }
+        }
+        // The cases do exercise both answers.
+        assert!(found > 1000, "{found}");
+    }
+
+    #[test]
+    fn read_takes_the_first_cookie_of_the_name() {
+        let req = request(&[b"other=1; session=first; session=second"]);
+        assert_eq!(CookiePolicy::insecure_plain_http().read(&req).as_deref(), Some("first"));
+        let req = request(&[b"session=first", b"session=second"]);
+        assert_eq!(CookiePolicy::insecure_plain_http().read(&req).as_deref(), Some("first"));
+        let req = request(&[b"session=first; broken"]);
+        assert_eq!(CookiePolicy::insecure_plain_http().read(&req), None);
+        let req = request(&[b"__Host-session=%41b"]);
+        assert_eq!(CookiePolicy::secure().read(&req).as_deref(), Some("Ab"));
     }
 
     #[test]
