@@ -9,6 +9,8 @@
 //!
 //! Validation includes sliding renewal. When [`crate::middleware::RequireSession`] already
 //! validated the request, the extractor reuses its result instead of asking the stores again.
+//! Without the middleware, the extractor hands its result to the handler without keeping a
+//! copy: take one `CurrentUser` per handler.
 
 use std::future::{Ready, ready};
 use std::ops::Deref;
@@ -16,7 +18,7 @@ use std::ops::Deref;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
-use auth::{AuthError, AuthService, Authenticated, ClientInfo};
+use auth::{AuthError, AuthService, Authenticated, ClientInfo, UserId};
 use futures::future::{Either, LocalBoxFuture};
 
 use crate::cookies::CookiePolicy;
@@ -43,20 +45,35 @@ impl CurrentUser {
     }
 
     /// Validates the session cookie of `req`: the work behind the extractor and the
-    /// middleware. The result is also stored in the request's extensions.
+    /// middleware. The result is also stored in the request's extensions, where the
+    /// extractor finds it.
     pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         if let Some(found) = req.extensions().get::<CurrentUser>() {
             return Ok(found.clone());
         }
+        let found = Self::validate(req).await?;
+        req.extensions_mut().insert(found.clone());
+        Ok(found)
+    }
+
+    /// Validates the session cookie of `req` and marks the request with its user
+    /// ([`SessionUser`]), without keeping a copy of the result.
+    async fn validate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         let service = req.app_data::<web::Data<AuthService>>().cloned().ok_or_else(|| {
             ApiError::internal("CurrentUser needs web::Data<AuthService> in the app data")
         })?;
         let token = cookie_policy(req).read(req).ok_or(AuthError::Unauthenticated)?;
         let found = CurrentUser(service.validate(&token, &client_info(req)).await?);
-        req.extensions_mut().insert(found.clone());
+        req.extensions_mut().insert(SessionUser(found.user.id));
         Ok(found)
     }
 }
+
+/// The user whose session a request carried, in the request's extensions once the
+/// session was validated (by [`CurrentUser`] or [`crate::middleware::RequireSession`]):
+/// what the HTTP metrics middleware reads to mark the user active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionUser(pub UserId);
 
 impl Deref for CurrentUser {
     type Target = Authenticated;
@@ -74,8 +91,10 @@ impl FromRequest for CurrentUser {
         if let Some(found) = req.extensions().get::<CurrentUser>() {
             return Either::Left(ready(Ok(found.clone())));
         }
+        // Validated here for this handler alone: the result is moved to it, not copied
+        // into the extensions (the middleware stores it, for the extractor to reuse).
         let req = req.clone();
-        Either::Right(Box::pin(async move { CurrentUser::authenticate(&req).await }))
+        Either::Right(Box::pin(async move { CurrentUser::validate(&req).await }))
     }
 }
 

@@ -6,19 +6,20 @@
 //!   (`/v1/sessions/{id}`), never the raw path, and `(unmatched)` for anything no route
 //!   matched, so that neither ids nor scanners' URLs create new series; `method` is one
 //!   of the standard methods or `OTHER`.
-//! - Metric handles are created on a route's first request and reused: after warm-up a
-//!   request costs the route lookup actix-web does for the pattern, one read lock, one
-//!   counter increment and one histogram sample.
-//! - Analytics: a request whose session was validated (a [`CurrentUser`] in its
-//!   extensions) marks its user active today; a successful `POST /v1/auth/login` counts
-//!   a session created.
+//! - Metric handles are created on a route's first request on each worker and reused:
+//!   after warm-up a request to a route without a `{segment}` costs one hash lookup of
+//!   its path, one counter increment and one histogram sample, without a lock; other
+//!   routes add the route lookup actix-web does for the pattern (`match_pattern()`).
+//! - Analytics: a request whose session was validated (a [`SessionUser`] in its
+//!   extensions, put there by [`crate::extract::CurrentUser`]) marks its user active
+//!   today; a successful `POST /v1/auth/login` counts a session created.
 //!
 //! Wrap it outermost, so that the latency covers every other middleware and the status
 //! is the one the client gets (rate-limit and CSRF refusals included).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -26,7 +27,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{Error, HttpMessage as _};
 use futures::future::{LocalBoxFuture, Ready, ready};
 
-use crate::extract::CurrentUser;
+use crate::extract::SessionUser;
 use crate::ops::analytics::Analytics;
 
 /// The `route` label of requests no route matched.
@@ -52,60 +53,99 @@ fn method_label(method: &Method) -> &'static str {
     METHODS.iter().find(|(m, _)| m == method).map_or("OTHER", |(_, label)| label)
 }
 
-/// The handles of one route pattern.
-#[derive(Default)]
-struct RouteHandles {
-    requests: HashMap<(&'static str, u16), metrics::Counter>,
-    durations: HashMap<&'static str, metrics::Histogram>,
+/// How many static paths a worker remembers: more than the service has routes.
+const MAX_STATIC_PATHS: usize = 256;
+
+/// The handles of one route label, per worker: a few (method, status) pairs each.
+struct RouteSlot {
+    label: Rc<str>,
+    handles: RefCell<Vec<Handles>>,
 }
 
-/// Handles by route pattern, shared by every worker.
-#[derive(Default)]
-struct Registry {
-    routes: RwLock<HashMap<String, RouteHandles>>,
+/// The handles of one (route, method, status).
+struct Handles {
+    method: &'static str,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
 }
 
-impl Registry {
-    fn record(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
-        {
-            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(handles) = routes.get(route) {
-                if let (Some(count), Some(duration)) =
-                    (handles.requests.get(&(method, status)), handles.durations.get(method))
-                {
-                    count.increment(1);
-                    duration.record(seconds);
-                    return;
-                }
-            }
+impl RouteSlot {
+    fn new(label: Rc<str>) -> Rc<Self> {
+        Rc::new(Self { label, handles: RefCell::new(Vec::new()) })
+    }
+
+    fn record(&self, method: &'static str, status: u16, seconds: f64) {
+        let mut handles = self.handles.borrow_mut();
+        if let Some(h) = handles.iter().find(|h| h.status == status && h.method == method) {
+            h.requests.increment(1);
+            h.duration.record(seconds);
+            return;
         }
-        // First request of this (route, method, status): create its handles once.
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        let handles = routes.entry(route.to_owned()).or_default();
-        let count = handles.requests.entry((method, status)).or_insert_with(|| {
-            metrics::counter!(
+        // First request of this (route, method, status) on this worker. The recorder
+        // hands every worker the same series.
+        let route = self.label.to_string();
+        let h = Handles {
+            method,
+            status,
+            requests: metrics::counter!(
                 "http_requests_total",
                 "method" => method,
-                "route" => route.to_owned(),
+                "route" => route.clone(),
                 "status" => status.to_string()
-            )
-        });
-        count.increment(1);
-        let duration = handles.durations.entry(method).or_insert_with(|| {
-            metrics::histogram!(
+            ),
+            duration: metrics::histogram!(
                 "http_request_duration_seconds",
                 "method" => method,
-                "route" => route.to_owned()
-            )
-        });
-        duration.record(seconds);
+                "route" => route
+            ),
+        };
+        h.requests.increment(1);
+        h.duration.record(seconds);
+        handles.push(h);
+    }
+}
+
+/// One worker's route slots. `match_pattern()` walks actix-web's resource map and builds
+/// a `String` for every request; a path that is its own pattern (every route without a
+/// `{segment}`) is looked up here instead, by the path. The other paths still ask actix,
+/// then find their slot by pattern; unmatched paths share one slot.
+#[derive(Default)]
+struct Routes {
+    by_static_path: HashMap<Box<str>, Rc<RouteSlot>>,
+    by_pattern: HashMap<Rc<str>, Rc<RouteSlot>>,
+    unmatched: Option<Rc<RouteSlot>>,
+}
+
+impl Routes {
+    fn slot(&mut self, req: &ServiceRequest) -> Rc<RouteSlot> {
+        let path = req.path();
+        if let Some(slot) = self.by_static_path.get(path) {
+            return slot.clone();
+        }
+        let Some(pattern) = req.match_pattern() else {
+            return self.unmatched.get_or_insert_with(|| RouteSlot::new(UNMATCHED.into())).clone();
+        };
+        let is_static = pattern == path;
+        let slot = match self.by_pattern.get(pattern.as_str()) {
+            Some(slot) => slot.clone(),
+            None => {
+                let slot = RouteSlot::new(pattern.into());
+                self.by_pattern.insert(slot.label.clone(), slot.clone());
+                slot
+            }
+        };
+        // Bounded: such paths are the patterns themselves.
+        if is_static && self.by_static_path.len() < MAX_STATIC_PATHS {
+            self.by_static_path.insert(path.into(), slot.clone());
+        }
+        slot
     }
 }
 
 /// Middleware factory: `App::new().wrap(http_metrics)` (outermost).
 #[derive(Clone)]
 pub struct HttpMetrics {
-    registry: Arc<Registry>,
     analytics: Option<Analytics>,
 }
 
@@ -118,7 +158,7 @@ impl std::fmt::Debug for HttpMetrics {
 impl HttpMetrics {
     /// Counts requests, and feeds `analytics` when given.
     pub fn new(analytics: Option<Analytics>) -> Self {
-        Self { registry: Arc::new(Registry::default()), analytics }
+        Self { analytics }
     }
 }
 
@@ -134,14 +174,19 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(HttpMetricsMiddleware { service: Rc::new(service), metrics: self.clone() }))
+        ready(Ok(HttpMetricsMiddleware {
+            service: Rc::new(service),
+            analytics: self.analytics.clone(),
+            routes: RefCell::new(Routes::default()),
+        }))
     }
 }
 
 /// The service [`HttpMetrics`] wraps around the inner one.
 pub struct HttpMetricsMiddleware<S> {
     service: Rc<S>,
-    metrics: HttpMetrics,
+    analytics: Option<Analytics>,
+    routes: RefCell<Routes>,
 }
 
 impl<S, B> Service<ServiceRequest> for HttpMetricsMiddleware<S>
@@ -159,22 +204,21 @@ where
         let start = Instant::now();
         let method = method_label(req.method());
         // Taken before the call: an inner error leaves no request to ask afterwards.
-        let route = req.match_pattern();
+        let route = self.routes.borrow_mut().slot(&req);
         let fut = self.service.call(req);
-        let metrics = self.metrics.clone();
+        let analytics = self.analytics.clone();
         Box::pin(async move {
             let result = fut.await;
             let status = match &result {
                 Ok(response) => response.status(),
                 Err(e) => e.as_response_error().status_code(),
             };
-            let route = route.as_deref().unwrap_or(UNMATCHED);
-            metrics.registry.record(route, method, status.as_u16(), start.elapsed().as_secs_f64());
-            if let (Some(analytics), Ok(response)) = (&metrics.analytics, &result) {
-                if let Some(current) = response.request().extensions().get::<CurrentUser>() {
-                    analytics.record_active_user(current.user().id);
+            route.record(method, status.as_u16(), start.elapsed().as_secs_f64());
+            if let (Some(analytics), Ok(response)) = (&analytics, &result) {
+                if let Some(user) = response.request().extensions().get::<SessionUser>() {
+                    analytics.record_active_user(user.0);
                 }
-                if status == StatusCode::OK && method == "POST" && route == LOGIN_ROUTE {
+                if status == StatusCode::OK && method == "POST" && *route.label == *LOGIN_ROUTE {
                     analytics.record_session_created();
                 }
             }
