@@ -1,10 +1,16 @@
 //! The SQL tier's hit path (BENCH.md B6): `SqlStore::get` of a stored session next to a
 //! raw diesel primary-key select of the same row on a connection of its own (prepared
-//! and cached, as the store's statements are). SQLite always (a temporary file);
-//! PostgreSQL when `DATABASE_URL` is set, in the schema `bench_criterion`.
+//! and cached, as the store's statements are). Next to them, what `/v1/me` asks of the
+//! tier: `get_with_user` (the session joined with its user's profile, one statement)
+//! and, for comparison, the two reads it replaces (`get`, then `get_user`). SQLite
+//! always (a temporary file); PostgreSQL when `DATABASE_URL` is set, in the schema
+//! `bench_criterion`.
 
 use cache_core::token::Secret;
-use cache_core::{Session, SessionKey, SessionStore, SharedClock, SystemClock, UserId};
+use cache_core::{
+    Session, SessionKey, SessionLookup, SessionStore, SharedClock, SystemClock, User, UserCache,
+    UserId,
+};
 use cache_sql::diesel_async::{AsyncConnection as _, RunQueryDsl as _};
 use cache_sql::{SqlConfig, SqlStore, diesel_async};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -61,6 +67,39 @@ fn session(clock: &SharedClock) -> Session {
     }
 }
 
+fn user(clock: &SharedClock) -> User {
+    User {
+        id: UserId::new(4242).unwrap(),
+        name: "Bench User".to_owned(),
+        email: "bench-4242@bench.example".to_owned(),
+        email_verified: true,
+        created_at: clock.now(),
+    }
+}
+
+/// The `get_with_user` point and the two reads it replaces, on `store`.
+fn lookup_points(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    backend: &str,
+    store: &SqlStore,
+    key: SessionKey,
+) {
+    group.bench_function(format!("{backend}_store_get_with_user"), |b| {
+        b.to_async(rt).iter(|| async {
+            let found = store.get_with_user(&key).await.unwrap().unwrap();
+            assert!(found.user.is_some());
+            found
+        })
+    });
+    group.bench_function(format!("{backend}_store_get_then_get_user"), |b| {
+        b.to_async(rt).iter(|| async {
+            let session = store.get(&key).await.unwrap().unwrap();
+            (session, store.get_user(key.user).await.unwrap().unwrap())
+        })
+    });
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -69,6 +108,7 @@ fn sql_hit(c: &mut Criterion) {
     let rt = runtime();
     let clock = SystemClock::shared();
     let s = session(&clock);
+    let u = user(&clock);
     let key = s.key;
     let hash = key.hash.as_bytes().to_vec();
 
@@ -79,6 +119,7 @@ fn sql_hit(c: &mut Criterion) {
     let store = rt.block_on(async {
         let store = SqlStore::connect(&url, SqlConfig::default(), clock.clone()).await.unwrap();
         store.migrate().await.unwrap();
+        store.put_user(&u).await.unwrap();
         store.create(&s).await.unwrap();
         store
     });
@@ -101,6 +142,7 @@ fn sql_hit(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    lookup_points(&mut group, &rt, "sqlite", &store, key);
     drop(store);
 
     if let Ok(base) = std::env::var("DATABASE_URL") {
@@ -117,6 +159,7 @@ fn sql_hit(c: &mut Criterion) {
             drop(admin);
             let store = SqlStore::connect(&url, SqlConfig::default(), clock.clone()).await.unwrap();
             store.migrate().await.unwrap();
+            store.put_user(&u).await.unwrap();
             store.create(&s).await.unwrap();
             store
         });
@@ -135,6 +178,7 @@ fn sql_hit(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        lookup_points(&mut group, &rt, "postgres", &store, key);
         rt.block_on(store.delete(&key)).unwrap();
     } else {
         eprintln!("skipped: the PostgreSQL benchmarks need DATABASE_URL");
