@@ -245,7 +245,7 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
 }
 
 /// The combined read: a front hit with the user answers alone; a front hit without it
-/// asks the back for the user only (as `get_user` would); a miss asks the back for both
+/// reads the user as `get_user` does (front, then back); a miss asks the back for both
 /// in one lookup, coalesced per key, and backfills both. The user is `None` only when no
 /// tier below had it at hand.
 #[async_trait]
@@ -263,8 +263,9 @@ where
             }
             Ok(Some(SessionWithUser { session, user: None })) => {
                 self.session_front.hit.increment(1);
-                self.user_front.miss.increment(1);
-                let user = self.user_from_back(session.key.user, true).await?;
+                // The front's own user cache first: a front that reads the session alone
+                // (the provided method) may still hold the profile.
+                let user = self.get_user(session.key.user).await?;
                 return Ok(Some(SessionWithUser { session, user }));
             }
             Ok(None) => {
