@@ -23,6 +23,25 @@ pub(crate) fn serialize<S: Serializer>(
     }
 }
 
+/// Appends `dt` as a JSON string (quotes included): what [`serialize`] writes through
+/// serde_json.
+pub(crate) fn push_json(dt: &DateTime<Utc>, out: &mut String) {
+    let mut buf = [0u8; MAX_LEN];
+    match write(dt, &mut buf).and_then(|len| std::str::from_utf8(buf.get(..len)?).ok()) {
+        Some(s) => {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+        // Signed years: chrono's own text, which holds nothing JSON escapes.
+        None => {
+            out.push('"');
+            out.push_str(&dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+            out.push('"');
+        }
+    }
+}
+
 /// Writes two decimal digits of `n` (< 100) at `at`.
 fn two(buf: &mut [u8; MAX_LEN], at: usize, n: u32) {
     buf[at] = b'0' + (n / 10) as u8;

@@ -20,8 +20,7 @@ use crate::extract::CurrentUser;
 )]
 pub async fn me(current: CurrentUser) -> HttpResponse {
     let CurrentUser(auth::Authenticated { user, session }) = current;
-    HttpResponse::Ok()
-        .json(UserSessionResponse { user: user.into(), session: SessionBody::current(&session) })
+    UserSessionResponse { user: user.into(), session: SessionBody::current(&session) }.ok()
 }
 
 /// The user's live sessions, most recently used first.
