@@ -175,8 +175,11 @@ async fn every_flow_reports_an_outage_of_its_stores() {
         assert_code(s.revoke_session(&auth, &auth.session.key.hash.to_hex()).await, code, "revoke");
         assert_code(s.revoke_user_sessions(auth.user.id).await, code, "admin revoke");
 
-        // Users down: validate cannot confirm the user.
+        // Users down: validate needs the user cache only when the session's tier did not
+        // return the profile with the session; then it cannot confirm the user.
         let s = h.service_with(|s| s.users = down());
+        s.validate(&token, &client()).await.unwrap();
+        h.memory.invalidate_user(auth.user.id).await.unwrap();
         assert_code(s.validate(&token, &client()).await, code, "validate/user");
 
         // Verifications down.
