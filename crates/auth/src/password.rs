@@ -50,6 +50,7 @@ impl Hasher {
     /// Whether `password` matches the PHC string `phc`, computed on the blocking pool with
     /// the parameters recorded in `phc`. A malformed `phc` is an internal error.
     pub(crate) async fn verify(&self, password: String, phc: String) -> Result<bool, AuthError> {
+        metrics::counter!("auth_password_verifications_total").increment(1);
         let argon2 = self.argon2.clone();
         self.run(move || {
             let parsed = PasswordHash::new(&phc).map_err(AuthError::internal)?;
