@@ -213,7 +213,7 @@ impl SessionBody {
     /// The body of the session making the request.
     pub fn current(s: &auth::Session) -> Self {
         Self {
-            id: s.key.hash.to_hex(),
+            id: hex(s.key.hash.as_bytes()),
             created_at: s.created_at,
             last_seen_at: s.renewed_at,
             expires_at: s.expires_at.min(s.absolute_expires_at),
@@ -222,6 +222,17 @@ impl SessionBody {
             current: true,
         }
     }
+}
+
+/// Lower-case hex of a session hash, as `TokenHash::to_hex` writes it, in one copy.
+fn hex(bytes: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    for (pair, byte) in buf.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// A user with the session making the request (login, `GET /v1/me`).
@@ -286,6 +297,13 @@ impl UserSessionResponse {
 /// `\u00xx` (lower-case hex), everything else (U+007F and non-ASCII included) as is.
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings need no escape: one pass without an early exit (which compiles to
+    // vector code), then one copy.
+    if !s.bytes().fold(false, |dirty, b| dirty | (b < 0x20) | (b == b'"') | (b == b'\\')) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
@@ -439,6 +457,19 @@ mod tests {
             out.clear();
             rfc3339::push_json(&dt, &mut out);
             assert_eq!(out, serde_json::to_string(&dt).unwrap());
+        }
+    }
+
+    #[test]
+    fn session_ids_are_written_as_to_hex_writes_them() {
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        for _ in 0..1_000 {
+            let mut bytes = [0u8; 32];
+            for b in &mut bytes {
+                *b = g.next() as u8;
+            }
+            let hash = auth::TokenHash::from_bytes(bytes);
+            assert_eq!(hex(hash.as_bytes()), hash.to_hex());
         }
     }
 
