@@ -232,7 +232,8 @@ fn hex(bytes: &[u8; 32]) -> String {
         pair[0] = HEX[usize::from(byte >> 4)];
         pair[1] = HEX[usize::from(byte & 0x0f)];
     }
-    String::from_utf8_lossy(&buf).into_owned()
+    // ASCII by construction; `from_utf8` checks it a word at a time.
+    String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
 
 /// A user with the session making the request (login, `GET /v1/me`).
