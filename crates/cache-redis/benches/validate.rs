@@ -1,5 +1,5 @@
 //! The Redis tier's hit path (BENCH.md B6): `RedisStore::get` of a cached session (one
-//! `EVALSHA` of the get script) and the same through `Tiered<Breaker<redis>, back>`,
+//! pipeline of plain reads, no script) and the same through `Tiered<Breaker<redis>, back>`,
 //! next to a raw fred `GET` of a string key holding a value of the same size; and what
 //! a validation reads, the session and its user (`SessionLookup::get_with_user`, then
 //! `get_user` when the lookup brought no user, as `auth` does), on the store and through

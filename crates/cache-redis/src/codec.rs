@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use cache_core::{Session, SessionKey, SessionWithUser, TokenHash, User, UserId, Verification};
+use cache_core::{Session, SessionKey, TokenHash, User, UserId, Verification};
 use chrono::{DateTime, Utc};
 use fred::prelude::Value;
 
@@ -49,7 +49,8 @@ fn borrowed<'a>(v: &'a Value, what: &str) -> Result<std::borrow::Cow<'a, str>, R
     v.as_str().ok_or_else(|| RedisError::reply(format!("{what} is not a string")))
 }
 
-fn int(v: &Value, what: &str) -> Result<i64, RedisError> {
+/// An integer field (a Redis integer or a decimal string).
+pub(crate) fn int(v: &Value, what: &str) -> Result<i64, RedisError> {
     match v {
         Value::Integer(i) => Ok(*i),
         _ => borrowed(v, what)?
@@ -96,30 +97,6 @@ pub(crate) fn optional_session(
     match reply {
         Value::Null => Ok(None),
         Value::Array(fields) => session_from_fields(key, &fields).map(Some),
-        other => Err(RedisError::reply(format!("session reply is {:?}", other.kind()))),
-    }
-}
-
-/// Decodes the get_with_user script's reply: nil, or the 7 session fields followed by the
-/// 5 profile fields (decoded as [`user_from_fields`] decodes `get_user`'s; all nil: the
-/// profile is not cached).
-pub(crate) fn optional_session_with_user(
-    key: SessionKey,
-    reply: Value,
-) -> Result<Option<SessionWithUser>, RedisError> {
-    match reply {
-        Value::Null => Ok(None),
-        Value::Array(fields) if fields.len() == 12 => {
-            let (session, user) = fields.split_at(7);
-            Ok(Some(SessionWithUser {
-                session: session_from_fields(key, session)?,
-                user: user_from_fields(user)?,
-            }))
-        }
-        Value::Array(fields) => Err(RedisError::reply(format!(
-            "session and user reply has {} fields, not 12",
-            fields.len()
-        ))),
         other => Err(RedisError::reply(format!("session reply is {:?}", other.kind()))),
     }
 }

@@ -8,8 +8,11 @@ use cache_core::{
     UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Utc};
-use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, SetsInterface};
+use fred::interfaces::{
+    ClientLike, HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface,
+};
 use fred::prelude::Value;
+use fred::types::Key;
 use futures::StreamExt;
 
 use crate::codec::{self, micros, millis};
@@ -20,6 +23,47 @@ use crate::store::{RedisStore, apply_revocations};
 
 /// The name every Redis store reports as its tier.
 pub const TIER: &str = "redis";
+
+/// The session fields a read returns, in the order [`codec::session_from_fields`] takes.
+const SESSION_FIELDS: [&str; 7] = ["c", "r", "e", "a", "v", "ua", "ip"];
+
+/// A revoke-all fence: revocation time and the kept session's hash.
+const FENCE_FIELDS: [&str; 2] = ["at", "keep"];
+
+/// The profile fields, in the order [`codec::user_from_fields`] takes.
+const USER_FIELDS: [&str; 5] = ["id", "name", "email", "ev", "c"];
+
+/// The session scripts' read-time rules (`live` and `covered` in `scripts.rs`'s
+/// PRELUDE) applied to a pipelined read: `fields` are the session's 7 fields (present),
+/// `fence` the fence's `at` and `keep`. Live: `now` before both the expiry and the
+/// absolute expiry. Covered: a tombstone exists, or a fence at or after the session's
+/// creation that did not keep this session.
+fn session_is_live(
+    fields: &[Value],
+    tombstoned: bool,
+    fence: &[Value],
+    hex: &str,
+    now: i64,
+) -> Result<bool, RedisError> {
+    let [created, _, expires, absolute, ..] = fields else {
+        return Err(RedisError::reply(format!("session has {} fields, not 7", fields.len())));
+    };
+    if now >= codec::int(expires, "expires")? || now >= codec::int(absolute, "absolute expiry")? {
+        return Ok(false);
+    }
+    if tombstoned {
+        return Ok(false);
+    }
+    let [at, keep] = fence else {
+        return Err(RedisError::reply(format!("fence has {} fields, not 2", fence.len())));
+    };
+    if at.is_null() {
+        return Ok(true);
+    }
+    let covered = codec::int(created, "created")? <= codec::int(at, "fence time")?
+        && keep.as_str().as_deref() != Some(hex);
+    Ok(!covered)
+}
 
 /// Keys per pipeline in batch work (forget, delete verifications, clear).
 const BATCH: usize = 500;
@@ -49,6 +93,86 @@ impl RedisStore {
                 (call.keys(), args)
             })
             .await
+    }
+
+    /// The live session at `key` (its 7 fields) and, with `with_user`, the user's 5
+    /// profile fields (all nil when the profile is not cached), in one round trip of
+    /// plain commands on one pooled connection: `HMGET` session, `EXISTS` tombstone,
+    /// `HMGET` fence, [`HMGET` user]. Every key shares the user's hash slot, so a
+    /// Cluster sends them all to one node. Liveness and revocation are decided here with
+    /// the session scripts' rules ([`session_is_live`]); a session that is present but
+    /// dead or covered is refused and dropped in the background ([`RedisStore::drop_dead`]).
+    /// Why a non-atomic read is safe: `docs/redis.md`, "Reads without a script".
+    async fn read_live(
+        &self,
+        key: &SessionKey,
+        with_user: bool,
+    ) -> Result<Option<(Vec<Value>, Vec<Value>)>, RedisError> {
+        let now = self.now().timestamp_micros();
+        let call = self.shared.keys.session_call(key, now, with_user);
+        let mut keys = call.keys().into_iter();
+        let (Some(session), Some(index), Some(fence), Some(tombstone)) =
+            (keys.next(), keys.next(), keys.next(), keys.next())
+        else {
+            return Err(RedisError::reply("session call without its keys"));
+        };
+        let pipeline = self.shared.pool.next().pipeline();
+        let () = pipeline
+            .hmget(session.clone(), Vec::from(SESSION_FIELDS.map(Key::from_static_str)))
+            .await?;
+        let () = pipeline.exists(tombstone).await?;
+        let () = pipeline.hmget(fence, Vec::from(FENCE_FIELDS.map(Key::from_static_str))).await?;
+        if let Some(user) = keys.next() {
+            let () = pipeline.hmget(user, Vec::from(USER_FIELDS.map(Key::from_static_str))).await?;
+        }
+        let replies: Vec<Value> = pipeline.all().await?;
+        let mut replies = replies.into_iter();
+        let (Some(Value::Array(fields)), Some(tombstoned), Some(Value::Array(fence))) =
+            (replies.next(), replies.next(), replies.next())
+        else {
+            return Err(RedisError::reply("session read: unexpected pipeline replies"));
+        };
+        let user = match replies.next() {
+            Some(Value::Array(user)) => user,
+            Some(other) => {
+                return Err(RedisError::reply(format!("user reply is {:?}", other.kind())));
+            }
+            None => Vec::new(),
+        };
+        if fields.first().is_none_or(Value::is_null) {
+            return Ok(None);
+        }
+        let tombstoned = match tombstoned {
+            Value::Integer(n) => n != 0,
+            other => return Err(RedisError::reply(format!("EXISTS reply is {:?}", other.kind()))),
+        };
+        if session_is_live(&fields, tombstoned, &fence, call.hex_str(), now)? {
+            return Ok(Some((fields, user)));
+        }
+        self.drop_dead(session, index, call.hex());
+        Ok(None)
+    }
+
+    /// Deletes a session found dead or revoked (key and index entry, as the scripts
+    /// did) without making the reader wait: a failure is only logged, the next read
+    /// refuses the session again. A concurrent fill of the same session is refused by
+    /// the write script when the session was revoked; when it had only expired by the
+    /// reader's clock, a fill racing this delete is lost, which costs a cache miss.
+    fn drop_dead(&self, session: Key, index: Key, hex: Value) {
+        let client = self.shared.pool.next().clone();
+        tokio::spawn(async move {
+            let pipeline = client.pipeline();
+            let queued: Result<(), fred::error::Error> = async {
+                let () = pipeline.del(session).await?;
+                let () = pipeline.zrem(index, hex).await?;
+                let _: Value = pipeline.all().await?;
+                Ok(())
+            }
+            .await;
+            if let Err(error) = queued {
+                tracing::debug!(%error, "could not drop a dead or revoked session from redis");
+            }
+        });
     }
 
     /// A revocation Redis did not confirm (timeout, dropped connection) may never have
@@ -104,19 +228,17 @@ impl RedisStore {
 
 #[async_trait]
 impl SessionLookup for RedisStore {
-    /// One script call: the get script's checks (expiry, tombstone, fence: a revoked or
-    /// expired session is deleted and never returned) and, for a live session, the
-    /// user's profile hash, which shares the session's hash slot.
+    /// One round trip of plain reads (see [`RedisStore::read_live`]): the session, its
+    /// tombstone and the user's fence, checked here (a revoked or expired session is
+    /// never returned, and is dropped in the background), and the user's profile hash,
+    /// which shares the session's hash slot.
     async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
         self.ensure_trusted()?;
-        let call = self.session_call(key, true);
-        let reply: Value = self
-            .shared
-            .scripts
-            .get_with_user
-            .call_with(&self.shared.pool, || (call.keys(), vec![call.hex(), call.now()]))
-            .await?;
-        Ok(codec::optional_session_with_user(*key, reply)?)
+        let Some((session, user)) = self.read_live(key, true).await? else { return Ok(None) };
+        Ok(Some(SessionWithUser {
+            session: codec::session_from_fields(*key, &session)?,
+            user: codec::user_from_fields(&user)?,
+        }))
     }
 }
 
@@ -137,14 +259,8 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
         self.ensure_trusted()?;
-        let call = self.session_call(key, false);
-        let reply: Value = self
-            .shared
-            .scripts
-            .get
-            .call_with(&self.shared.pool, || (call.keys(), vec![call.hex(), call.now()]))
-            .await?;
-        Ok(codec::optional_session(*key, reply)?)
+        let Some((session, _)) = self.read_live(key, false).await? else { return Ok(None) };
+        Ok(Some(codec::session_from_fields(*key, &session)?))
     }
 
     async fn put(&self, session: &Session) -> StoreResult<bool> {

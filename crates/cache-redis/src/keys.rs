@@ -102,6 +102,11 @@ impl SessionCall {
         Value::Bytes(self.buf.slice(self.hex.clone()))
     }
 
+    /// The token hash in lower-case hex, as text.
+    pub(crate) fn hex_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.hex.clone()]).unwrap_or_default()
+    }
+
     /// "Now" in µs since the epoch (ARGV[2] of every session script).
     pub(crate) fn now(&self) -> Value {
         Value::Bytes(self.buf.slice(self.now.clone()))

@@ -11,8 +11,9 @@
 //! log per key, one Lua script per decision).
 //!
 //! - Keys hold token hashes only, under one prefix; everything about a user shares the
-//!   hash tag `{u:<id>}`, so each session operation is one atomic Lua script, also in a
-//!   Cluster (layout and scripts: `docs/redis.md`).
+//!   hash tag `{u:<id>}`, so each session write is one atomic Lua script and each read
+//!   one pipeline to one node, also in a Cluster (layout, scripts and why reads need no
+//!   script: `docs/redis.md`).
 //! - A revoked session cannot come back: single revokes leave tombstones, revoke-all
 //!   raises a per-user fence, and every write script checks both. After any connection
 //!   loss the store distrusts Redis (reads answer `Unavailable`) until the revocation

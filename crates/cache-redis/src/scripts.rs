@@ -81,24 +81,6 @@ trim(idx, now)
 return 1
 ";
 
-/// get. KEYS: session, index, fence, tombstone. ARGV: hash, now. Returns the fields or
-/// nil; a covered or expired session is deleted on the way.
-const GET: &str = r"
-return get_live() or false
-";
-
-/// get_with_user: get, and the user's profile with it in the same call (the user hash
-/// shares the session's hash slot). KEYS: session, index, fence, tombstone, user. ARGV:
-/// hash, now. Returns nil, or the 7 session fields followed by the 5 profile fields
-/// (`id name email ev c`, all nil when the profile is not cached).
-const GET_WITH_USER: &str = r"
-local f = get_live()
-if not f then return false end
-local u = redis.call('HMGET', KEYS[5], 'id', 'name', 'email', 'ev', 'c')
-for i = 1, 5 do f[7 + i] = u[i] end
-return f
-";
-
 /// extend. KEYS: session, index, fence, tombstone. ARGV: hash, now, expected version,
 /// new expiry. Returns the new fields, nil (gone), or -1 (version conflict).
 const EXTEND: &str = r"
@@ -339,8 +321,6 @@ pub(crate) fn is_noscript(e: &fred::error::Error) -> bool {
 /// Every script the store uses.
 pub(crate) struct Scripts {
     pub(crate) write: Lua,
-    pub(crate) get: Lua,
-    pub(crate) get_with_user: Lua,
     pub(crate) extend: Lua,
     pub(crate) delete: Lua,
     pub(crate) revoke_all: Lua,
@@ -358,8 +338,6 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             write: Lua::new(WRITE),
-            get: Lua::new(GET),
-            get_with_user: Lua::new(GET_WITH_USER),
             extend: Lua::new(EXTEND),
             delete: Lua::new(DELETE),
             revoke_all: Lua::new(REVOKE_ALL),
@@ -374,11 +352,9 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Lua; 14] {
+    fn all(&self) -> [&Lua; 12] {
         [
             &self.write,
-            &self.get,
-            &self.get_with_user,
             &self.extend,
             &self.delete,
             &self.revoke_all,

@@ -141,7 +141,7 @@ impl Drop for Tasks {
 }
 
 /// The Redis tier: sessions, user profiles and verifications in Redis through a fred
-/// pool, with one Lua script per session operation. Cheap to clone (clones share the
+/// pool, with one Lua script per session write and one pipeline per session read. Cheap to clone (clones share the
 /// pool and the background tasks).
 #[derive(Clone)]
 pub struct RedisStore {

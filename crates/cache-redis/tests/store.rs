@@ -367,11 +367,78 @@ async fn get_with_user_checks_tombstones_and_fences_at_read_time() {
     }
     for s in [&deleted, &revoked] {
         assert_eq!(store.get_with_user(&s.key).await.unwrap(), None);
-        let left: i64 = store.pool().exists(name(s)).await.unwrap();
-        assert_eq!(left, 0, "the revoked copy is deleted by the read");
+        // The read drops the revoked copy in the background.
+        assert_eventually_gone(&store, &name(s), &s.key.hash.to_hex()).await;
     }
     let found = store.get_with_user(&kept.key).await.unwrap();
     assert_eq!(found, Some(SessionWithUser { session: kept, user: Some(user) }));
+}
+
+/// Waits (at most 10 s, polling) until `session` is gone from Redis and its hash from
+/// the user's index.
+async fn assert_eventually_gone(store: &RedisStore, session: &str, hex: &str) {
+    let index = session.split_once("s:").map(|(base, _)| format!("{base}idx")).unwrap();
+    let start = Instant::now();
+    loop {
+        let left: i64 = store.pool().exists(session).await.unwrap();
+        let indexed: Option<f64> = store.pool().zscore(index.as_str(), hex).await.unwrap();
+        if left == 0 && indexed.is_none() {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{session} not dropped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `get` (a pipelined read, no script) refuses a session that is covered by a tombstone,
+/// covered by a fence, or expired by the injected clock while Redis still holds it, and
+/// drops each afterwards (key and index entry) without the caller waiting; a session the
+/// fence kept, or created after it, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_refuses_and_drops_covered_and_expired_sessions() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&url, "pipelined"), clock.clone()).await.unwrap();
+    let prefix = store.config().key_prefix.clone();
+    let id = random_user();
+    let base = format!("{prefix}{{u:{id}}}:");
+    let name = |s: &Session| format!("{base}s:{}", s.key.hash.to_hex());
+    // Revocation markers written behind the scripts' backs while the sessions stay in
+    // Redis (as after an index lost entries): the read must check them itself. A fence
+    // at t0 that keeps `kept`; a tombstone for a session created after it.
+    let (fenced, kept) = (sample_session(&clock, id), sample_session(&clock, id));
+    for s in [&fenced, &kept] {
+        store.create(s).await.unwrap();
+        assert_eq!(store.get(&s.key).await.unwrap().as_ref(), Some(s));
+    }
+    let fence_at = clock.now().timestamp_micros().to_string();
+    let keep = kept.key.hash.to_hex();
+    let fence: Vec<(&str, &str)> = vec![("at", &fence_at), ("keep", &keep)];
+    let _: i64 = store.pool().hset(format!("{base}fence"), fence).await.unwrap();
+    clock.advance(chrono::Duration::seconds(1));
+    let (tombstoned, later, expired) =
+        (sample_session(&clock, id), sample_session(&clock, id), sample_session(&clock, id));
+    for s in [&tombstoned, &later, &expired] {
+        store.create(s).await.unwrap();
+        assert_eq!(store.get(&s.key).await.unwrap().as_ref(), Some(s));
+    }
+    let tomb = format!("{base}t:{}", tombstoned.key.hash.to_hex());
+    let _: () = store.pool().set(tomb.as_str(), "1", None, None, false).await.unwrap();
+    for s in [&tombstoned, &fenced] {
+        assert_eq!(store.get(&s.key).await.unwrap(), None, "a covered session is refused");
+        assert_eventually_gone(&store, &name(s), &s.key.hash.to_hex()).await;
+    }
+    assert_eq!(store.get(&kept.key).await.unwrap().as_ref(), Some(&kept));
+    assert_eq!(store.get(&later.key).await.unwrap().as_ref(), Some(&later));
+    // Expired by the injected clock while Redis (real time) still holds it.
+    let mut shorter = expired.clone();
+    shorter.expires_at = clock.now() + chrono::Duration::seconds(30);
+    shorter.version += 1;
+    assert!(store.put(&shorter).await.unwrap());
+    clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(store.get(&expired.key).await.unwrap(), None, "an expired session is refused");
+    assert_eventually_gone(&store, &name(&expired), &expired.key.hash.to_hex()).await;
+    assert_eq!(store.get(&kept.key).await.unwrap().as_ref(), Some(&kept));
 }
 
 /// A server that lost its script cache (`SCRIPT FLUSH`, as after a restart) answers
