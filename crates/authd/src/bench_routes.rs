@@ -97,8 +97,10 @@ async fn connect() -> anyhow::Result<Baselines> {
     let url = settings.database.url.expose_secret();
     let sql = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let manager = AsyncDieselConnectionManager::new(url);
+        // Exactly one select per request: no `SELECT 1` check-out test (bb8's default).
         let pool = bb8::Pool::builder()
             .max_size(settings.database.pool_size.max(1))
+            .test_on_check_out(false)
             .build(manager)
             .await?;
         let hash = {

@@ -58,6 +58,11 @@ pub struct SqlConfig {
     /// How long an operation may run once it has a connection before failing as a
     /// timeout.
     pub query_timeout: Duration,
+    /// Verify every pooled connection with a round trip (`SELECT 1`) before lending it, so
+    /// that connections a restarted database closed are replaced without failing a call.
+    /// Costs one extra round trip per operation; without it the first use of each dead
+    /// connection fails (as unavailable) and the pool replaces it.
+    pub test_on_checkout: bool,
 }
 
 impl Default for SqlConfig {
@@ -66,6 +71,7 @@ impl Default for SqlConfig {
             pool_size: 16,
             connect_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(2),
+            test_on_checkout: true,
         }
     }
 }
@@ -406,7 +412,7 @@ fn pool_builder<M: bb8::ManageConnection<Error = PoolError>>(
     bb8::Pool::builder()
         .max_size(config.pool_size.max(1))
         .connection_timeout(config.connect_timeout)
-        .test_on_check_out(true)
+        .test_on_check_out(config.test_on_checkout)
         .error_sink(Box::new(last_connect_error.clone()))
 }
 
