@@ -82,7 +82,7 @@ fn baseline_of(point: &str) -> Option<Compare> {
     Some(match point {
         "me/memory" | "me/memory@10%" | "me/sqlite" => Compare::Throughput("ceiling"),
         "me/redis" => Compare::Throughput("baseline/redis"),
-        "me/sql" => Compare::Throughput("baseline/sql"),
+        "me/sql" | "me/sql-nocheck" => Compare::Throughput("baseline/sql"),
         "me/memory@half" => Compare::P99("ceiling@half"),
         "me/memory@half+storm" => Compare::P99("me/memory@half"),
         "scale/100k@fixed" | "scale/1000k@fixed" => Compare::P99("scale/10k@fixed"),
@@ -217,6 +217,13 @@ impl Report {
                 value: ratio("me/sql"),
                 target: ">= 0.90",
                 met: at_least(ratio("me/sql"), 0.90),
+            },
+            Goal {
+                id: "B4",
+                measure: "the same, database.test_on_checkout = false".into(),
+                value: ratio("me/sql-nocheck"),
+                target: ">= 0.90",
+                met: at_least(ratio("me/sql-nocheck"), 0.90),
             },
         ];
         let p99 = self.crit("validate/memory_hit p99");
