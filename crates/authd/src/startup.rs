@@ -365,9 +365,8 @@ async fn log_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    // A handle (one reference count), so the route pattern, a String, is only built for a
-    // line that is written.
-    let request = req.request().clone();
+    let method = req.method().clone();
+    let path = req.match_pattern().unwrap_or_else(|| "(unmatched)".to_owned());
     let result = next.call(req).await;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
     let status = match &result {
@@ -376,15 +375,10 @@ async fn log_request(
     };
     // Server errors are worth an operator's attention; the rest is debug-level, since one
     // line per request would cost more than validating a session does.
-    let server_error = status.is_server_error();
-    if server_error || tracing::enabled!(tracing::Level::DEBUG) {
-        let method = request.method();
-        let path = request.match_pattern().unwrap_or_else(|| "(unmatched)".to_owned());
-        if server_error {
-            tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request");
-        } else {
-            tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
-        }
+    if status.is_server_error() {
+        tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+    } else {
+        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
     }
     result
 }
