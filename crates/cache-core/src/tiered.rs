@@ -131,6 +131,30 @@ impl<F, B> Tiered<F, B> {
         self.front_errors.increment(1);
         tracing::debug!(tier = self.front_tier, op, error = %e, "cache tier write skipped");
     }
+
+    /// Counts a read of the front: `Ok` with a hit, else `Err(front_ok)`, where
+    /// `front_ok` is false when the front failed (logged), so that no backfill follows.
+    fn front_read<T>(
+        &self,
+        counts: &FrontMetrics,
+        read: StoreResult<Option<T>>,
+    ) -> Result<T, bool> {
+        match read {
+            Ok(Some(found)) => {
+                counts.hit.increment(1);
+                Ok(found)
+            }
+            Ok(None) => {
+                counts.miss.increment(1);
+                Err(true)
+            }
+            Err(e) => {
+                counts.error.increment(1);
+                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
+                Err(false)
+            }
+        }
+    }
 }
 
 impl<F: SessionStore, B: SessionStore> Tiered<F, B> {
@@ -156,20 +180,9 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
     }
 
     async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
-        let front_ok = match self.front.get(key).await {
-            Ok(Some(session)) => {
-                self.session_front.hit.increment(1);
-                return Ok(Some(session));
-            }
-            Ok(None) => {
-                self.session_front.miss.increment(1);
-                true
-            }
-            Err(e) => {
-                self.session_front.error.increment(1);
-                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
-                false
-            }
+        let front_ok = match self.front_read(&self.session_front, self.front.get(key).await) {
+            Ok(session) => return Ok(Some(session)),
+            Err(front_ok) => front_ok,
         };
         self.sessions_inflight
             .run(key, || async {
@@ -255,28 +268,19 @@ where
     B: SessionLookup + UserCache,
 {
     async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
-        let front_ok = match self.front.get_with_user(key).await {
-            Ok(Some(SessionWithUser { session, user: Some(user) })) => {
-                self.session_front.hit.increment(1);
+        let read = self.front.get_with_user(key).await;
+        let front_ok = match self.front_read(&self.session_front, read) {
+            Ok(SessionWithUser { session, user: Some(user) }) => {
                 self.user_front.hit.increment(1);
                 return Ok(Some(SessionWithUser { session, user: Some(user) }));
             }
-            Ok(Some(SessionWithUser { session, user: None })) => {
-                self.session_front.hit.increment(1);
+            Ok(SessionWithUser { session, user: None }) => {
                 // The front's own user cache first: a front that reads the session alone
                 // (the provided method) may still hold the profile.
                 let user = self.get_user(session.key.user).await?;
                 return Ok(Some(SessionWithUser { session, user }));
             }
-            Ok(None) => {
-                self.session_front.miss.increment(1);
-                true
-            }
-            Err(e) => {
-                self.session_front.error.increment(1);
-                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
-                false
-            }
+            Err(front_ok) => front_ok,
         };
         self.lookups_inflight
             .run(key, || async {
@@ -327,20 +331,9 @@ impl<F: UserCache, B: UserCache> UserCache for Tiered<F, B> {
     }
 
     async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
-        let front_ok = match self.front.get_user(id).await {
-            Ok(Some(user)) => {
-                self.user_front.hit.increment(1);
-                return Ok(Some(user));
-            }
-            Ok(None) => {
-                self.user_front.miss.increment(1);
-                true
-            }
-            Err(e) => {
-                self.user_front.error.increment(1);
-                tracing::debug!(tier = self.front_tier, error = %e, "cache tier read failed");
-                false
-            }
+        let front_ok = match self.front_read(&self.user_front, self.front.get_user(id).await) {
+            Ok(user) => return Ok(Some(user)),
+            Err(front_ok) => front_ok,
         };
         self.user_from_back(id, front_ok).await
     }
