@@ -597,6 +597,8 @@ mod tests {
     /// A back store that counts lookups and takes a while to answer.
     struct SlowBack {
         session: Session,
+        /// What the combined read and `get_user` answer for the user.
+        user: Option<User>,
         lookups: AtomicUsize,
     }
 
@@ -643,7 +645,7 @@ mod tests {
         front.expect_tier().return_const("front");
         front.expect_get().returning(|_| Ok(None));
         front.expect_put().times(1).returning(|_| Ok(true));
-        let back = SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) };
+        let back = SlowBack { session: s.clone(), user: None, lookups: AtomicUsize::new(0) };
         let tiered = Arc::new(Tiered::new(front, back));
         let tasks: Vec<_> = (0..1000)
             .map(|_| {
@@ -657,50 +659,8 @@ mod tests {
         assert_eq!(tiered.back().lookups.load(Ordering::SeqCst), 1);
     }
 
-    impl SessionLookup for SlowBack {}
-
-    /// The combined read's authority: counts lookups, answers after a while with the
-    /// session and (when set) its user.
-    struct SlowLookupBack {
-        back: SlowBack,
-        user: Option<User>,
-    }
-
     #[async_trait]
-    impl SessionStore for SlowLookupBack {
-        fn tier(&self) -> &'static str {
-            "slow"
-        }
-        async fn create(&self, s: &Session) -> StoreResult<()> {
-            self.back.create(s).await
-        }
-        async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
-            self.back.get(key).await
-        }
-        async fn put(&self, s: &Session) -> StoreResult<bool> {
-            self.back.put(s).await
-        }
-        async fn extend(
-            &self,
-            key: &SessionKey,
-            v: i64,
-            at: DateTime<Utc>,
-        ) -> StoreResult<Option<Session>> {
-            self.back.extend(key, v, at).await
-        }
-        async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
-            self.back.delete(key).await
-        }
-        async fn delete_user_sessions(&self, u: UserId, k: Option<TokenHash>) -> StoreResult<u64> {
-            self.back.delete_user_sessions(u, k).await
-        }
-        async fn list_user_sessions(&self, u: UserId) -> StoreResult<Vec<Session>> {
-            self.back.list_user_sessions(u).await
-        }
-    }
-
-    #[async_trait]
-    impl UserCache for SlowLookupBack {
+    impl UserCache for SlowBack {
         fn tier(&self) -> &'static str {
             "slow"
         }
@@ -716,14 +676,14 @@ mod tests {
     }
 
     #[async_trait]
-    impl SessionLookup for SlowLookupBack {
+    impl SessionLookup for SlowBack {
         async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
-            let session = self.back.get(key).await?;
+            let session = self.get(key).await?;
             Ok(session.map(|session| SessionWithUser { session, user: self.user.clone() }))
         }
     }
 
-    /// A front cache: two maps, counting the reads that found nothing.
+    /// A front cache: two maps.
     #[derive(Default)]
     struct MapFront {
         sessions: parking_lot::Mutex<std::collections::HashMap<SessionKey, Session>>,
@@ -804,10 +764,8 @@ mod tests {
     async fn concurrent_combined_misses_make_one_lookup_below_and_backfill_both() {
         let s = session();
         let user = user_of(&s);
-        let back = SlowLookupBack {
-            back: SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) },
-            user: Some(user.clone()),
-        };
+        let back =
+            SlowBack { session: s.clone(), user: Some(user.clone()), lookups: AtomicUsize::new(0) };
         let tiered = Arc::new(Tiered::new(MapFront::default(), back));
         let expected = SessionWithUser { session: s.clone(), user: Some(user.clone()) };
         let tasks: Vec<_> = (0..1000)
@@ -819,21 +777,19 @@ mod tests {
         for task in tasks {
             assert_eq!(task.await.unwrap().unwrap(), Some(expected.clone()));
         }
-        assert_eq!(tiered.back().back.lookups.load(Ordering::SeqCst), 1);
+        assert_eq!(tiered.back().lookups.load(Ordering::SeqCst), 1);
         // Both were backfilled: the next read is a front hit for both.
         assert_eq!(tiered.front().get_with_user(&s.key).await.unwrap(), Some(expected.clone()));
         assert_eq!(tiered.get_with_user(&s.key).await.unwrap(), Some(expected));
-        assert_eq!(tiered.back().back.lookups.load(Ordering::SeqCst), 1);
+        assert_eq!(tiered.back().lookups.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn a_front_session_without_its_user_asks_the_back_for_the_user_only() {
         let s = session();
         let user = user_of(&s);
-        let back = SlowLookupBack {
-            back: SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) },
-            user: Some(user.clone()),
-        };
+        let back =
+            SlowBack { session: s.clone(), user: Some(user.clone()), lookups: AtomicUsize::new(0) };
         let front = MapFront::default();
         front.put(&s).await.unwrap();
         let tiered = Tiered::new(front, back);
@@ -842,17 +798,14 @@ mod tests {
             Some(SessionWithUser { session: s.clone(), user: Some(user.clone()) })
         );
         // No session lookup below; the user was backfilled.
-        assert_eq!(tiered.back().back.lookups.load(Ordering::SeqCst), 0);
+        assert_eq!(tiered.back().lookups.load(Ordering::SeqCst), 0);
         assert_eq!(tiered.front().users.lock().get(&s.key.user), Some(&user));
     }
 
     #[tokio::test]
     async fn a_back_session_without_a_user_backfills_the_session_alone() {
         let s = session();
-        let back = SlowLookupBack {
-            back: SlowBack { session: s.clone(), lookups: AtomicUsize::new(0) },
-            user: None,
-        };
+        let back = SlowBack { session: s.clone(), user: None, lookups: AtomicUsize::new(0) };
         let tiered = Tiered::new(MapFront::default(), back);
         assert_eq!(
             tiered.get_with_user(&s.key).await.unwrap(),

@@ -1,11 +1,25 @@
 //! `SessionLookup` conformance properties: the combined session-and-user read agrees
 //! with `SessionStore::get` and `UserCache::get_user`.
 
-use cache_core::{Clock as _, ManualClock, SessionLookup, SessionWithUser, UserCache};
+use cache_core::{
+    Clock as _, ManualClock, Session, SessionLookup, SessionWithUser, User, UserCache,
+};
 use chrono::Duration;
 
 use crate::user::{Kind, sample_user};
 use crate::{random_key, random_user, sample_session};
+
+/// A profile put into the store and a session of that user created in it.
+async fn user_with_session<S>(store: &S, clock: &ManualClock) -> (User, Session)
+where
+    S: SessionLookup + UserCache,
+{
+    let user = sample_user(clock);
+    store.put_user(&user).await.unwrap();
+    let session = sample_session(clock, user.id);
+    store.create(&session).await.unwrap();
+    (user, session)
+}
 
 /// An unknown key is a miss, not an error.
 pub async fn lookup_missing_is_none<S>(store: &S, _clock: &ManualClock, _: Kind)
@@ -20,10 +34,7 @@ pub async fn lookup_returns_the_session_and_its_user<S>(store: &S, clock: &Manua
 where
     S: SessionLookup + UserCache,
 {
-    let user = sample_user(clock);
-    store.put_user(&user).await.unwrap();
-    let session = sample_session(clock, user.id);
-    store.create(&session).await.unwrap();
+    let (user, session) = user_with_session(store, clock).await;
     let found = store.get_with_user(&session.key).await.unwrap();
     assert_eq!(found, Some(SessionWithUser { session: session.clone(), user: Some(user) }));
     // And it agrees with the two separate reads.
@@ -88,10 +99,7 @@ pub async fn lookup_sees_a_replaced_profile<S>(store: &S, clock: &ManualClock, _
 where
     S: SessionLookup + UserCache,
 {
-    let mut user = sample_user(clock);
-    store.put_user(&user).await.unwrap();
-    let session = sample_session(clock, user.id);
-    store.create(&session).await.unwrap();
+    let (mut user, session) = user_with_session(store, clock).await;
     assert!(store.get_with_user(&session.key).await.unwrap().is_some());
     user.name = "Ada King".to_owned();
     user.email_verified = true;
@@ -106,10 +114,7 @@ pub async fn lookup_after_invalidate_user<S>(store: &S, clock: &ManualClock, kin
 where
     S: SessionLookup + UserCache,
 {
-    let user = sample_user(clock);
-    store.put_user(&user).await.unwrap();
-    let session = sample_session(clock, user.id);
-    store.create(&session).await.unwrap();
+    let (user, session) = user_with_session(store, clock).await;
     store.invalidate_user(user.id).await.unwrap();
     let expected = match kind {
         Kind::Cache => None,
