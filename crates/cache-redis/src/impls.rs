@@ -370,7 +370,7 @@ impl UserCache for RedisStore {
         let fields: Vec<Value> = self
             .shared
             .pool
-            .hmget(self.shared.keys.user(id), vec!["id", "name", "email", "ev", "c"])
+            .hmget(self.shared.keys.user(id), Vec::from(USER_FIELDS.map(Key::from_static_str)))
             .await
             .map_err(RedisError::from)?;
         Ok(codec::user_from_fields(&fields)?)
