@@ -254,6 +254,15 @@ impl AuthService {
         self.inner.abuse.as_ref()
     }
 
+    /// One argon2 verification run exactly as a login runs its own (on the hash pool,
+    /// with the pool thread's reused memory), of a fixed password against the dummy hash
+    /// made in [`AuthService::new`] at the configured parameters, and nothing else:
+    /// `Ok(true)` unless the pool failed. The bare cost of a login's verify, for
+    /// benchmarks (`authd`'s bench-only `/bench/baseline/argon2`).
+    pub async fn verify_dummy_password(&self) -> Result<bool, AuthError> {
+        self.inner.hasher.verify(DUMMY_PASSWORD.to_owned(), self.inner.dummy_hash.clone()).await
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }

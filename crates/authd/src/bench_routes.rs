@@ -1,18 +1,24 @@
 //! Bench-only routes, compiled only with the `bench-routes` cargo feature (never in the
-//! default build): the baselines `cargo xtask bench` puts next to `/v1/me`.
+//! default build): the baselines `cargo xtask bench` puts next to `/v1/me` and login.
 //!
 //! - `GET /bench/baseline/redis`: one raw fred `GET` of the key `{prefix}bench:baseline`
 //!   (written by `cargo xtask seed`), nothing else.
 //! - `GET /bench/baseline/sql`: one raw diesel primary-key select of one seeded session
 //!   row (prepared and cached per connection, as the store's own queries are), nothing
 //!   else.
+//! - `GET /bench/baseline/argon2`: one argon2 verification of a fixed password against a
+//!   hash made at start-up with the configured parameters
+//!   ([`auth::AuthService::verify_dummy_password`]), run as a login runs its own (on
+//!   auth's hash pool, paying the same thread hand-off and reusing the same argon2
+//!   memory), nothing else. It answers 200 `ok` when the password verified.
 //!
-//! The clients are this module's own, built on the first request from the settings the
-//! process was started with ([`crate::Settings::load`]) with the same pool sizes as the
-//! stores, so a baseline costs what the tier's driver costs and nothing of ours. A
-//! baseline whose backend is not configured answers 503.
+//! The Redis and SQL baselines' clients are this module's own, built on the first request
+//! from the settings the process was started with ([`crate::Settings::load`]) with the
+//! same pool sizes as the stores, so a baseline costs what the tier's driver costs and
+//! nothing of ours. A baseline whose backend is not configured answers 503.
 
 use actix_web::{HttpResponse, web};
+use auth::AuthService;
 use cache_redis::fred;
 use cache_redis::fred::interfaces::{ClientLike as _, KeysInterface as _};
 use cache_sql::{bb8, diesel_async};
@@ -69,7 +75,8 @@ static BASELINES: OnceCell<Baselines> = OnceCell::const_new();
 /// Mounts the bench-only routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/bench/baseline/redis", web::get().to(baseline_redis))
-        .route("/bench/baseline/sql", web::get().to(baseline_sql));
+        .route("/bench/baseline/sql", web::get().to(baseline_sql))
+        .route("/bench/baseline/argon2", web::get().to(baseline_argon2));
 }
 
 async fn baselines() -> Result<&'static Baselines, HttpResponse> {
@@ -160,6 +167,18 @@ async fn baseline_sql() -> HttpResponse {
         Err(e) => {
             tracing::debug!(error = %e, "baseline select failed");
             unavailable("postgres select failed")
+        }
+    }
+}
+
+/// One argon2 verification, the way a login runs it.
+async fn baseline_argon2(service: web::Data<AuthService>) -> HttpResponse {
+    match service.verify_dummy_password().await {
+        Ok(true) => HttpResponse::Ok().body("ok"),
+        Ok(false) => HttpResponse::InternalServerError().body("the password did not verify"),
+        Err(e) => {
+            tracing::debug!(error = %e, "baseline argon2 verify failed");
+            HttpResponse::InternalServerError().body("argon2 verify failed")
         }
     }
 }

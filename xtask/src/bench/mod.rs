@@ -7,9 +7,10 @@
 //!    `authd-bench:`) and a SQLite file, and writes the tokens for the load generator.
 //! 4. Runs the criterion benches (in-process points) before any server runs.
 //! 5. Starts one `authd` per configuration and runs every HTTP point with wrk (64
-//!    connections, keep-alive, closed loop, Zipf(1.0) cookies), in rounds: each round
-//!    runs every point once (A B A B ...), each run after its own warm-up, and the
-//!    table shows the median of the rounds.
+//!    connections, keep-alive, closed loop, Zipf(1.0) cookies; login and its argon2
+//!    baseline one connection), in rounds: each round runs every point once
+//!    (A B A B ...), each run after its own warm-up, and the table shows the median of
+//!    the rounds.
 //! 6. Prints the table and the goals, writes JSON under `target/bench/`.
 
 mod criterion;
@@ -312,6 +313,17 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// B8's baseline: `GET /bench/baseline/argon2` one request at a time (1 thread, 1
+    /// connection), as `login` runs. zipf.lua for its result line; the route ignores the
+    /// session cookie it adds.
+    fn argon2_baseline(&self, server: &Server, duration: Duration) -> Load {
+        Load {
+            threads: 1,
+            connections: 1,
+            ..self.zipf(server, "/bench/baseline/argon2", 0, duration)
+        }
+    }
+
     fn login(&self, server: &Server, connections: u32, duration: Duration) -> Load {
         Load {
             url: server.url("/v1/auth/login"),
@@ -354,6 +366,7 @@ impl Runner<'_> {
         Ok(Measured { wrk: result, deltas, rss_kib: server.rss_kib() })
     }
 
+    /// A zipf.lua point (2 threads, 64 connections): measured and recorded.
     fn point(
         &self,
         report: &mut Report,
@@ -362,13 +375,20 @@ impl Runner<'_> {
         path: &str,
         delay_ms: u64,
     ) -> anyhow::Result<Measured> {
+        self.point_with(report, name, server, |d| self.zipf(server, path, delay_ms, d))
+    }
+
+    /// A point whose warm-up and run are `load` for their durations: measured and
+    /// recorded.
+    fn point_with(
+        &self,
+        report: &mut Report,
+        name: &str,
+        server: &Server,
+        load: impl Fn(Duration) -> Load,
+    ) -> anyhow::Result<Measured> {
         let (warm, run) = self.durations();
-        let m = self.measure(
-            name,
-            server,
-            &self.zipf(server, path, delay_ms, warm),
-            &self.zipf(server, path, delay_ms, run),
-        )?;
+        let m = self.measure(name, server, &load(warm), &load(run))?;
         report.add(name, m.clone());
         Ok(m)
     }
@@ -392,17 +412,13 @@ impl Runner<'_> {
         self.point(report, "ceiling@half", &s.full, "/health/live", delay)?;
         self.point(report, "me/memory@half", &s.full, "/v1/me", delay)?;
 
-        // B8: one login at a time, next to argon2's own time.
-        let (warm, run) = self.durations();
-        let login = self.measure(
-            "login",
-            &s.full,
-            &self.login(&s.full, 1, warm),
-            &self.login(&s.full, 1, run),
-        )?;
-        report.add("login", login);
+        // B8: one login at a time, right after one bare argon2 verify at a time on the
+        // same server.
+        self.point_with(report, "baseline/argon2", &s.full, |d| self.argon2_baseline(&s.full, d))?;
+        self.point_with(report, "login", &s.full, |d| self.login(&s.full, 1, d))?;
 
         // B9: `/v1/me` at the same load while as many logins run as the hash pool takes.
+        let (warm, run) = self.durations();
         let storm_conns = u32::try_from(self.plan.hash_concurrency * 2).unwrap_or(4);
         let storm =
             self.login(&s.full, storm_conns, warm + run + Duration::from_secs(2)).spawn()?;
@@ -434,27 +450,13 @@ impl Runner<'_> {
             seed_everything(services, sessions, Path::new(""), &tokens, false)?;
             let server = Server::start(bin, full_config(services, cap), out_dir)?;
             let runner = Runner { root: self.root, plan: self.plan, tokens: &tokens };
-            let (warm, run) = self.durations();
             let label = format!("scale/{}k", sessions / 1000);
-            let sat = runner.measure(
-                &label,
-                &server,
-                &runner.zipf(&server, "/v1/me", 0, warm),
-                &runner.zipf(&server, "/v1/me", 0, run),
-            )?;
-            report.add(&label, sat.clone());
+            let sat = runner.point(report, &label, &server, "/v1/me", 0)?;
             // The same offered load at every size: half of what 10k sessions sustained.
             let d = *delay.get_or_insert_with(|| {
                 fixed_load_delay(self.plan.connections, sat.wrk.rps() * 0.5)
             });
-            let fixed = format!("{label}@fixed");
-            let m = runner.measure(
-                &fixed,
-                &server,
-                &runner.zipf(&server, "/v1/me", d, warm),
-                &runner.zipf(&server, "/v1/me", d, run),
-            )?;
-            report.add(&fixed, m);
+            runner.point(report, &format!("{label}@fixed"), &server, "/v1/me", d)?;
             drop(server);
         }
         Ok(())
