@@ -56,8 +56,7 @@ impl RedisStore {
         let calls = users
             .iter()
             .map(|u| {
-                let mut args: Vec<Value> = vec![ttl.clone().into()];
-                args.extend(codec::user_args(u));
+                let args: Vec<Value> = vec![ttl.clone().into(), codec::user_value(u).into()];
                 (vec![self.shared.keys.user(u.id)], args)
             })
             .collect();

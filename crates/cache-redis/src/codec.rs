@@ -1,13 +1,29 @@
-//! Encoding of sessions, users and verifications into script arguments and back from
-//! replies. Only token hashes appear in keys; values hold no secret.
+//! Encoding of sessions, users and verifications into Redis values and script
+//! arguments, and back from replies. Only token hashes appear in keys; values hold no
+//! secret.
+//!
+//! Sessions, fences and profiles are plain strings, so that a validation reads all of
+//! them with one `MGET` (docs/redis.md, "Key layout"):
+//!
+//! - session: `c r e a v IP UA`: created, renewed, expires, absolute expiry (µs since
+//!   the epoch), version, then the address (`-` when unknown) and the user agent
+//!   (`-` when unknown, else `+` and the agent, which may hold spaces: it is last).
+//!   The scripts read the five numbers with one pattern and keep the rest as it is.
+//! - fence: `at keep`: the revoke-all time (µs) and the kept session's hash (may be
+//!   empty).
+//! - profile: `id ev c n NAMEEMAIL`: id, email verified (`0`/`1`), created (µs), the
+//!   name's length in bytes, then the name and the email without a separator. Only this
+//!   module reads it.
 
 use std::net::IpAddr;
 
 use cache_core::{Session, SessionKey, TokenHash, User, UserId, Verification};
 use chrono::{DateTime, Utc};
+use fred::bytes::Bytes;
 use fred::prelude::Value;
 
 use crate::error::RedisError;
+use crate::keys::put_decimal;
 
 /// Microseconds since the epoch, as scripts compare them.
 pub(crate) fn micros(t: DateTime<Utc>) -> String {
@@ -19,89 +35,154 @@ pub(crate) fn millis(d: std::time::Duration) -> String {
     d.as_millis().clamp(1, u128::from(u64::MAX)).to_string()
 }
 
-fn optional(value: Option<String>) -> Value {
-    match value {
-        Some(v) => Value::from(format!("1{v}")),
-        None => Value::from("0"),
+/// A session's stored value (see the module docs).
+pub(crate) fn session_value(session: &Session) -> Bytes {
+    let ua = session.user_agent.as_deref();
+    let mut out = Vec::with_capacity(96 + ua.map_or(0, str::len));
+    for n in [
+        session.created_at.timestamp_micros(),
+        session.renewed_at.timestamp_micros(),
+        session.expires_at.timestamp_micros(),
+        session.absolute_expires_at.timestamp_micros(),
+        session.version,
+    ] {
+        put_decimal(&mut out, n);
+        out.push(b' ');
     }
+    match session.ip {
+        Some(ip) => out.extend_from_slice(ip.to_string().as_bytes()),
+        None => out.push(b'-'),
+    }
+    match ua {
+        Some(ua) => {
+            out.extend_from_slice(b" +");
+            out.extend_from_slice(ua.as_bytes());
+        }
+        None => out.extend_from_slice(b" -"),
+    }
+    Bytes::from(out)
 }
 
-/// The field arguments of the write script: created, renewed, expires, absolute,
-/// version, user agent, ip.
-pub(crate) fn session_args(session: &Session) -> [Value; 7] {
+/// The write script's arguments after hash, now and mode: created, expires, absolute
+/// expiry (what its checks compare), version, and the value to store.
+pub(crate) fn session_args(session: &Session) -> [Value; 5] {
     [
         micros(session.created_at).into(),
-        micros(session.renewed_at).into(),
         micros(session.expires_at).into(),
         micros(session.absolute_expires_at).into(),
         session.version.to_string().into(),
-        optional(session.user_agent.clone()),
-        optional(session.ip.map(|ip| ip.to_string())),
+        session_value(session).into(),
     ]
+}
+
+/// The five numbers at the start of a session value and the rest (address and agent).
+pub(crate) struct SessionFields<'a> {
+    pub(crate) created: i64,
+    pub(crate) renewed: i64,
+    pub(crate) expires: i64,
+    pub(crate) absolute: i64,
+    pub(crate) version: i64,
+    rest: &'a str,
+}
+
+impl<'a> SessionFields<'a> {
+    /// Splits a stored session value.
+    pub(crate) fn parse(value: &'a str) -> Result<Self, RedisError> {
+        let mut parts = value.splitn(6, ' ');
+        let mut next = |what: &str| -> Result<i64, RedisError> {
+            parts
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| RedisError::reply(format!("session value: bad {what}")))
+        };
+        let (created, renewed, expires, absolute, version) = (
+            next("created")?,
+            next("renewed")?,
+            next("expires")?,
+            next("absolute")?,
+            next("version")?,
+        );
+        let rest = parts.next().ok_or_else(|| RedisError::reply("session value: no address"))?;
+        Ok(Self { created, renewed, expires, absolute, version, rest })
+    }
+
+    /// Live at `now` (µs): before both the expiry and the absolute expiry, as the
+    /// scripts' `live` decides.
+    pub(crate) fn live_at(&self, now: i64) -> bool {
+        now < self.expires && now < self.absolute
+    }
+
+    /// The session these fields describe.
+    pub(crate) fn session(&self, key: SessionKey) -> Result<Session, RedisError> {
+        let (ip, ua) = self
+            .rest
+            .split_once(' ')
+            .ok_or_else(|| RedisError::reply("session value: no user agent"))?;
+        let ip = match ip {
+            "-" => None,
+            ip => Some(ip.parse::<IpAddr>().map_err(|_| RedisError::reply("invalid ip"))?),
+        };
+        let user_agent = match ua.strip_prefix('+') {
+            Some(ua) => Some(ua.to_owned()),
+            None if ua == "-" => None,
+            None => return Err(RedisError::reply("session value: bad user agent")),
+        };
+        Ok(Session {
+            key,
+            created_at: time(self.created, "created")?,
+            renewed_at: time(self.renewed, "renewed")?,
+            expires_at: time(self.expires, "expires")?,
+            absolute_expires_at: time(self.absolute, "absolute expiry")?,
+            user_agent,
+            ip,
+            version: self.version,
+        })
+    }
+}
+
+/// A fence value `at keep`: whether it covers the session `hex` created at `created`
+/// (a revoke-all at or after its creation that did not keep it).
+pub(crate) fn fence_covers(fence: &str, hex: &str, created: i64) -> Result<bool, RedisError> {
+    let (at, keep) =
+        fence.split_once(' ').ok_or_else(|| RedisError::reply("fence value without keep"))?;
+    let at: i64 = at.parse().map_err(|_| RedisError::reply("fence time is not an integer"))?;
+    Ok(created <= at && keep != hex)
 }
 
 fn text(v: &Value, what: &str) -> Result<String, RedisError> {
     v.as_string().ok_or_else(|| RedisError::reply(format!("{what} is not a string")))
 }
 
-/// A string field borrowed from the reply (no copy for the bulk strings Redis returns).
-fn borrowed<'a>(v: &'a Value, what: &str) -> Result<std::borrow::Cow<'a, str>, RedisError> {
+/// A string borrowed from the reply (no copy for the bulk strings Redis returns).
+pub(crate) fn borrowed<'a>(
+    v: &'a Value,
+    what: &str,
+) -> Result<std::borrow::Cow<'a, str>, RedisError> {
     v.as_str().ok_or_else(|| RedisError::reply(format!("{what} is not a string")))
 }
 
-/// An integer field (a Redis integer or a decimal string).
-pub(crate) fn int(v: &Value, what: &str) -> Result<i64, RedisError> {
-    match v {
-        Value::Integer(i) => Ok(*i),
-        _ => borrowed(v, what)?
-            .parse()
-            .map_err(|_| RedisError::reply(format!("{what} is not an integer"))),
-    }
-}
-
-fn time(v: &Value, what: &str) -> Result<DateTime<Utc>, RedisError> {
-    DateTime::from_timestamp_micros(int(v, what)?)
+fn time(micros: i64, what: &str) -> Result<DateTime<Utc>, RedisError> {
+    DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| RedisError::reply(format!("{what} is out of range")))
 }
 
-/// Decodes the 7 fields returned by the session scripts (`c r e a v ua ip`).
-pub(crate) fn session_from_fields(
-    key: SessionKey,
-    fields: &[Value],
-) -> Result<Session, RedisError> {
-    let [c, r, e, a, v, ua, ip] = fields else {
-        return Err(RedisError::reply(format!("session has {} fields, not 7", fields.len())));
-    };
-    let ip = if ip.is_null() {
-        None
-    } else {
-        Some(borrowed(ip, "ip")?.parse::<IpAddr>().map_err(|_| RedisError::reply("invalid ip"))?)
-    };
-    Ok(Session {
-        key,
-        created_at: time(c, "created")?,
-        renewed_at: time(r, "renewed")?,
-        expires_at: time(e, "expires")?,
-        absolute_expires_at: time(a, "absolute expiry")?,
-        user_agent: if ua.is_null() { None } else { Some(text(ua, "user agent")?) },
-        ip,
-        version: int(v, "version")?,
-    })
+/// Decodes a stored session value.
+pub(crate) fn session_from_value(key: SessionKey, value: &Value) -> Result<Session, RedisError> {
+    SessionFields::parse(&borrowed(value, "session")?)?.session(key)
 }
 
-/// Decodes a script reply that is either nil or the session's fields.
+/// Decodes a script reply that is either nil or the session's value.
 pub(crate) fn optional_session(
     key: SessionKey,
     reply: Value,
 ) -> Result<Option<Session>, RedisError> {
     match reply {
         Value::Null => Ok(None),
-        Value::Array(fields) => session_from_fields(key, &fields).map(Some),
-        other => Err(RedisError::reply(format!("session reply is {:?}", other.kind()))),
+        value => session_from_value(key, &value).map(Some),
     }
 }
 
-/// Decodes the list script's `[hash, fields, …]`.
+/// Decodes the list script's `[hash, value, …]`.
 pub(crate) fn session_list(user: UserId, reply: Value) -> Result<Vec<Session>, RedisError> {
     let items = match reply {
         Value::Array(items) => items,
@@ -115,40 +196,51 @@ pub(crate) fn session_list(user: UserId, reply: Value) -> Result<Vec<Session>, R
     for pair in items.chunks_exact(2) {
         let hash = TokenHash::from_hex(&text(&pair[0], "hash")?)
             .ok_or_else(|| RedisError::reply("invalid hash in index"))?;
-        let Value::Array(fields) = &pair[1] else {
-            return Err(RedisError::reply("list entry without fields"));
-        };
-        sessions.push(session_from_fields(SessionKey { user, hash }, fields)?);
+        sessions.push(session_from_value(SessionKey { user, hash }, &pair[1])?);
     }
     Ok(sessions)
 }
 
-/// Arguments of the put_user script after the TTL: id, name, email, verified, created.
-pub(crate) fn user_args(user: &User) -> [Value; 5] {
-    [
-        user.id.get().to_string().into(),
-        user.name.clone().into(),
-        user.email.clone().into(),
-        if user.email_verified { "1" } else { "0" }.into(),
-        micros(user.created_at).into(),
-    ]
+/// A profile's stored value (see the module docs).
+pub(crate) fn user_value(user: &User) -> Bytes {
+    let mut out = Vec::with_capacity(48 + user.name.len() + user.email.len());
+    put_decimal(&mut out, user.id.get());
+    out.extend_from_slice(if user.email_verified { b" 1 " } else { b" 0 " });
+    put_decimal(&mut out, user.created_at.timestamp_micros());
+    out.push(b' ');
+    put_decimal(&mut out, i64::try_from(user.name.len()).unwrap_or(i64::MAX));
+    out.push(b' ');
+    out.extend_from_slice(user.name.as_bytes());
+    out.extend_from_slice(user.email.as_bytes());
+    Bytes::from(out)
 }
 
-/// Decodes `HMGET user id name email ev c`.
-pub(crate) fn user_from_fields(fields: &[Value]) -> Result<Option<User>, RedisError> {
-    let [id, name, email, verified, created] = fields else {
-        return Err(RedisError::reply("user reply does not have 5 fields"));
-    };
-    if id.is_null() {
+/// Decodes a profile value; nil (not cached) is `None`.
+pub(crate) fn user_from_value(value: &Value) -> Result<Option<User>, RedisError> {
+    if value.is_null() {
         return Ok(None);
     }
-    let id =
-        UserId::new(int(id, "user id")?).ok_or_else(|| RedisError::reply("invalid user id"))?;
+    let value = borrowed(value, "profile")?;
+    let bad = || RedisError::reply("profile value is malformed");
+    let mut parts = value.splitn(5, ' ');
+    let mut next = || parts.next().ok_or_else(bad);
+    let id: i64 = next()?.parse().map_err(|_| bad())?;
+    let verified = match next()? {
+        "1" => true,
+        "0" => false,
+        _ => return Err(bad()),
+    };
+    let created: i64 = next()?.parse().map_err(|_| bad())?;
+    let name_len: usize = next()?.parse().map_err(|_| bad())?;
+    let rest = next()?;
+    let (Some(name), Some(email)) = (rest.get(..name_len), rest.get(name_len..)) else {
+        return Err(bad());
+    };
     Ok(Some(User {
-        id,
-        name: text(name, "name")?,
-        email: text(email, "email")?,
-        email_verified: borrowed(verified, "email_verified")? == "1",
+        id: UserId::new(id).ok_or_else(|| RedisError::reply("invalid user id"))?,
+        name: name.to_owned(),
+        email: email.to_owned(),
+        email_verified: verified,
         created_at: time(created, "created")?,
     }))
 }
@@ -168,34 +260,90 @@ mod tests {
     use super::*;
     use chrono::Duration;
 
-    #[test]
-    fn session_fields_round_trip() {
+    fn key() -> SessionKey {
+        SessionKey { user: UserId::new(7).unwrap(), hash: TokenHash::from_bytes([1; 32]) }
+    }
+
+    fn session(ua: Option<&str>, ip: Option<&str>) -> Session {
         let now = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let key =
-            SessionKey { user: UserId::new(7).unwrap(), hash: TokenHash::from_bytes([1; 32]) };
-        for (ua, ip) in [(Some("curl/8".to_owned()), Some("::1".parse().unwrap())), (None, None)] {
-            let session = Session {
-                key,
-                created_at: now,
-                renewed_at: now,
-                expires_at: now + Duration::days(1),
-                absolute_expires_at: now + Duration::days(30),
-                user_agent: ua,
-                ip,
-                version: 3,
-            };
-            // What the script stores and returns: the optional fields without their flag.
-            let fields: Vec<Value> = session_args(&session)
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| match (i, v.as_string()) {
-                    (5 | 6, Some(s)) if s == "0" => Value::Null,
-                    (5 | 6, Some(s)) => Value::from(s[1..].to_owned()),
-                    (_, _) => v,
-                })
-                .collect();
-            assert_eq!(session_from_fields(key, &fields).unwrap(), session);
+        Session {
+            key: key(),
+            created_at: now,
+            renewed_at: now + Duration::seconds(5),
+            expires_at: now + Duration::days(1),
+            absolute_expires_at: now + Duration::days(30),
+            user_agent: ua.map(str::to_owned),
+            ip: ip.map(|ip| ip.parse().unwrap()),
+            version: 3,
         }
-        assert!(session_from_fields(key, &[Value::from("x")]).is_err());
+    }
+
+    #[test]
+    fn session_values_round_trip() {
+        for (ua, ip) in [
+            (Some("Mozilla/5.0 (X11; Linux x86_64) +-  two  spaces"), Some("::1")),
+            (Some(""), Some("2001:db8::7")),
+            (Some("-"), Some("192.0.2.1")),
+            (None, None),
+        ] {
+            let session = session(ua, ip);
+            let value = Value::from(session_value(&session));
+            assert_eq!(session_from_value(key(), &value).unwrap(), session, "{ua:?} {ip:?}");
+        }
+        // What the scripts' pattern `^(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (.*)$` reads.
+        let value = String::from_utf8(session_value(&session(None, None)).to_vec()).unwrap();
+        assert_eq!(
+            value,
+            "1700000000123456 1700000005123456 1700086400123456 1702592000123456 3 - -"
+        );
+        let fields = SessionFields::parse(&value).unwrap();
+        assert!(fields.live_at(1_700_086_400_123_455));
+        assert!(!fields.live_at(1_700_086_400_123_456));
+    }
+
+    #[test]
+    fn malformed_session_values_are_errors() {
+        for bad in
+            ["", "1 2 3 4", "1 2 3 4 5", "1 2 3 4 x - -", "1 2 3 4 5 nonip -", "1 2 3 4 5 - ua"]
+        {
+            assert!(session_from_value(key(), &Value::from(bad)).is_err(), "{bad:?}");
+        }
+        assert!(session_from_value(key(), &Value::Integer(1)).is_err());
+    }
+
+    #[test]
+    fn fences_cover_sessions_created_at_or_before_them_but_the_kept_one() {
+        let hex = key().hash.to_hex();
+        assert!(fence_covers("100 ", &hex, 100).unwrap());
+        assert!(fence_covers("100 ", &hex, 99).unwrap());
+        assert!(!fence_covers("100 ", &hex, 101).unwrap());
+        assert!(!fence_covers(&format!("100 {hex}"), &hex, 50).unwrap());
+        assert!(fence_covers(&format!("100 {hex}"), "other", 50).unwrap());
+        assert!(fence_covers("100", &hex, 1).is_err());
+        assert!(fence_covers("x ", &hex, 1).is_err());
+    }
+
+    #[test]
+    fn user_values_round_trip() {
+        let created = DateTime::from_timestamp_micros(1_600_000_000_000_001).unwrap();
+        for (name, email, verified) in [
+            ("Ada Lovelace", "ada@example.com", true),
+            ("", "a@b.c", false),
+            ("名前 with  spaces 7 1", "x y@example.com", true),
+        ] {
+            let user = User {
+                id: UserId::new(9_007_199_254_740_993).unwrap(),
+                name: name.to_owned(),
+                email: email.to_owned(),
+                email_verified: verified,
+                created_at: created,
+            };
+            assert_eq!(user_from_value(&Value::from(user_value(&user))).unwrap(), Some(user));
+        }
+        assert_eq!(user_from_value(&Value::Null).unwrap(), None);
+        // A length that ends inside a character, beyond the value, or garbage: errors.
+        for bad in ["1 1 5 1 名x", "1 1 5 99 ab", "1 2 5 0 a", "x 1 5 0 a", "1 1 5", "0 1 5 0 a"] {
+            assert!(user_from_value(&Value::from(bad)).is_err(), "{bad:?}");
+        }
     }
 }

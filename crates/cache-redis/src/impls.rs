@@ -8,14 +8,12 @@ use cache_core::{
     UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Utc};
-use fred::interfaces::{
-    ClientLike, HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface,
-};
+use fred::interfaces::{ClientLike, KeysInterface, SetsInterface, SortedSetsInterface};
 use fred::prelude::Value;
 use fred::types::Key;
 use futures::StreamExt;
 
-use crate::codec::{self, micros, millis};
+use crate::codec::{self, SessionFields, micros, millis};
 use crate::error::RedisError;
 use crate::keys::SessionCall;
 use crate::scripts::{is_noscript, queue_evalsha};
@@ -23,47 +21,6 @@ use crate::store::{RedisStore, apply_revocations};
 
 /// The name every Redis store reports as its tier.
 pub const TIER: &str = "redis";
-
-/// The session fields a read returns, in the order [`codec::session_from_fields`] takes.
-const SESSION_FIELDS: [&str; 7] = ["c", "r", "e", "a", "v", "ua", "ip"];
-
-/// A revoke-all fence: revocation time and the kept session's hash.
-const FENCE_FIELDS: [&str; 2] = ["at", "keep"];
-
-/// The profile fields, in the order [`codec::user_from_fields`] takes.
-const USER_FIELDS: [&str; 5] = ["id", "name", "email", "ev", "c"];
-
-/// The session scripts' read-time rules (`live` and `covered` in `scripts.rs`'s
-/// PRELUDE) applied to a pipelined read: `fields` are the session's 7 fields (present),
-/// `fence` the fence's `at` and `keep`. Live: `now` before both the expiry and the
-/// absolute expiry. Covered: a tombstone exists, or a fence at or after the session's
-/// creation that did not keep this session.
-fn session_is_live(
-    fields: &[Value],
-    tombstoned: bool,
-    fence: &[Value],
-    hex: &str,
-    now: i64,
-) -> Result<bool, RedisError> {
-    let [created, _, expires, absolute, ..] = fields else {
-        return Err(RedisError::reply(format!("session has {} fields, not 7", fields.len())));
-    };
-    if now >= codec::int(expires, "expires")? || now >= codec::int(absolute, "absolute expiry")? {
-        return Ok(false);
-    }
-    if tombstoned {
-        return Ok(false);
-    }
-    let [at, keep] = fence else {
-        return Err(RedisError::reply(format!("fence has {} fields, not 2", fence.len())));
-    };
-    if at.is_null() {
-        return Ok(true);
-    }
-    let covered = codec::int(created, "created")? <= codec::int(at, "fence time")?
-        && keep.as_str().as_deref() != Some(hex);
-    Ok(!covered)
-}
 
 /// Keys per pipeline in batch work (forget, delete verifications, clear).
 const BATCH: usize = 500;
@@ -95,19 +52,21 @@ impl RedisStore {
             .await
     }
 
-    /// The live session at `key` (its 7 fields) and, with `with_user`, the user's 5
-    /// profile fields (all nil when the profile is not cached), in one round trip of
-    /// plain commands on one pooled connection: `HMGET` session, `EXISTS` tombstone,
-    /// `HMGET` fence, [`HMGET` user]. Every key shares the user's hash slot, so a
-    /// Cluster sends them all to one node. Liveness and revocation are decided here with
-    /// the session scripts' rules ([`session_is_live`]); a session that is present but
-    /// dead or covered is refused and dropped in the background ([`RedisStore::drop_dead`]).
-    /// Why a non-atomic read is safe: `docs/redis.md`, "Reads without a script".
+    /// The live session at `key` and, with `with_user`, the user's cached profile value
+    /// (nil when it is not cached), in one `MGET` of the session, its tombstone, the
+    /// user's fence [and profile]. Every key shares the user's hash slot, so a Cluster
+    /// answers it from one node. Liveness and revocation are decided here with the
+    /// session scripts' rules (`live` and `covered` in `scripts.rs`): live means `now`
+    /// before both the expiry and the absolute expiry; covered means a tombstone, or a
+    /// fence at or after the session's creation that did not keep it. A session that is
+    /// present but dead or covered is refused and dropped in the background
+    /// ([`RedisStore::drop_dead`]). Why a non-atomic read is safe: `docs/redis.md`,
+    /// "Reads without a script".
     async fn read_live(
         &self,
         key: &SessionKey,
         with_user: bool,
-    ) -> Result<Option<(Vec<Value>, Vec<Value>)>, RedisError> {
+    ) -> Result<Option<(Session, Value)>, RedisError> {
         let now = self.now().timestamp_micros();
         let call = self.shared.keys.session_call(key, now, with_user);
         let mut keys = call.keys().into_iter();
@@ -116,41 +75,36 @@ impl RedisStore {
         else {
             return Err(RedisError::reply("session call without its keys"));
         };
-        let pipeline = self.shared.pool.next().pipeline();
-        let () = pipeline
-            .hmget(session.clone(), Vec::from(SESSION_FIELDS.map(Key::from_static_str)))
-            .await?;
-        let () = pipeline.exists(tombstone).await?;
-        let () = pipeline.hmget(fence, Vec::from(FENCE_FIELDS.map(Key::from_static_str))).await?;
-        if let Some(user) = keys.next() {
-            let () = pipeline.hmget(user, Vec::from(USER_FIELDS.map(Key::from_static_str))).await?;
-        }
-        let replies: Vec<Value> = pipeline.all().await?;
-        let mut replies = replies.into_iter();
-        let (Some(Value::Array(fields)), Some(tombstoned), Some(Value::Array(fence))) =
-            (replies.next(), replies.next(), replies.next())
+        let mut names = Vec::with_capacity(4);
+        names.extend([session.clone(), tombstone, fence]);
+        names.extend(keys.next());
+        let reply: Value = self.shared.pool.mget(names).await?;
+        let Value::Array(values) = reply else {
+            return Err(RedisError::reply(format!("MGET reply is {:?}", reply.kind())));
+        };
+        let mut values = values.into_iter();
+        let (Some(value), Some(tombstone), Some(fence)) =
+            (values.next(), values.next(), values.next())
         else {
-            return Err(RedisError::reply("session read: unexpected pipeline replies"));
+            return Err(RedisError::reply("MGET reply is too short"));
         };
-        let user = match replies.next() {
-            Some(Value::Array(user)) => user,
-            Some(other) => {
-                return Err(RedisError::reply(format!("user reply is {:?}", other.kind())));
-            }
-            None => Vec::new(),
-        };
-        if fields.first().is_none_or(Value::is_null) {
+        if value.is_null() {
             return Ok(None);
         }
-        let tombstoned = match tombstoned {
-            Value::Integer(n) => n != 0,
-            other => return Err(RedisError::reply(format!("EXISTS reply is {:?}", other.kind()))),
-        };
-        if session_is_live(&fields, tombstoned, &fence, call.hex_str(), now)? {
-            return Ok(Some((fields, user)));
+        let text = codec::borrowed(&value, "session")?;
+        let fields = SessionFields::parse(&text)?;
+        let covered = !tombstone.is_null()
+            || (!fence.is_null()
+                && codec::fence_covers(
+                    &codec::borrowed(&fence, "fence")?,
+                    call.hex_str(),
+                    fields.created,
+                )?);
+        if covered || !fields.live_at(now) {
+            self.drop_dead(session, index, call.hex());
+            return Ok(None);
         }
-        self.drop_dead(session, index, call.hex());
-        Ok(None)
+        Ok(Some((fields.session(*key)?, values.next().unwrap_or(Value::Null))))
     }
 
     /// Deletes a session found dead or revoked (key and index entry, as the scripts
@@ -228,17 +182,14 @@ impl RedisStore {
 
 #[async_trait]
 impl SessionLookup for RedisStore {
-    /// One round trip of plain reads (see [`RedisStore::read_live`]): the session, its
-    /// tombstone and the user's fence, checked here (a revoked or expired session is
-    /// never returned, and is dropped in the background), and the user's profile hash,
-    /// which shares the session's hash slot.
+    /// One `MGET` (see [`RedisStore::read_live`]): the session, its tombstone and the
+    /// user's fence, checked here (a revoked or expired session is never returned, and
+    /// is dropped in the background), and the user's profile, which shares the
+    /// session's hash slot.
     async fn get_with_user(&self, key: &SessionKey) -> StoreResult<Option<SessionWithUser>> {
         self.ensure_trusted()?;
         let Some((session, user)) = self.read_live(key, true).await? else { return Ok(None) };
-        Ok(Some(SessionWithUser {
-            session: codec::session_from_fields(*key, &session)?,
-            user: codec::user_from_fields(&user)?,
-        }))
+        Ok(Some(SessionWithUser { session, user: codec::user_from_value(&user)? }))
     }
 }
 
@@ -260,7 +211,7 @@ impl SessionStore for RedisStore {
     async fn get(&self, key: &SessionKey) -> StoreResult<Option<Session>> {
         self.ensure_trusted()?;
         let Some((session, _)) = self.read_live(key, false).await? else { return Ok(None) };
-        Ok(Some(codec::session_from_fields(*key, &session)?))
+        Ok(Some(session))
     }
 
     async fn put(&self, session: &Session) -> StoreResult<bool> {
@@ -367,18 +318,14 @@ impl UserCache for RedisStore {
 
     async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
         self.ensure_trusted()?;
-        let fields: Vec<Value> = self
-            .shared
-            .pool
-            .hmget(self.shared.keys.user(id), Vec::from(USER_FIELDS.map(Key::from_static_str)))
-            .await
-            .map_err(RedisError::from)?;
-        Ok(codec::user_from_fields(&fields)?)
+        let value: Value =
+            self.shared.pool.get(self.shared.keys.user(id)).await.map_err(RedisError::from)?;
+        Ok(codec::user_from_value(&value)?)
     }
 
     async fn put_user(&self, user: &User) -> StoreResult<()> {
-        let mut args: Vec<Value> = vec![millis(self.shared.config.user_ttl).into()];
-        args.extend(codec::user_args(user));
+        let args: Vec<Value> =
+            vec![millis(self.shared.config.user_ttl).into(), codec::user_value(user).into()];
         let _: i64 = self
             .shared
             .scripts

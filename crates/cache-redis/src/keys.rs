@@ -126,7 +126,7 @@ fn hex_digits(hash: &TokenHash) -> [u8; 64] {
 
 /// Appends `n` in decimal (what `Display` writes, without the formatting machinery,
 /// which cost more than the rest of a session call's keys together).
-fn put_decimal(buf: &mut impl BufMut, n: i64) {
+pub(crate) fn put_decimal(buf: &mut impl BufMut, n: i64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut rest = n.unsigned_abs();

@@ -22,10 +22,15 @@ const PRELUDE: &str = r"
 local function num(s) return tonumber(s) end
 -- A single revoke left a tombstone, or a revoke-all at `at` covers sessions created at
 -- or before it, except the one it kept.
+-- A fence is the string `at keep` (codec.rs); one that does not parse covers everything
+-- (a revocation is never lost to a bad value).
 local function covered(fence, tomb, hex, created)
   if redis.call('EXISTS', tomb) == 1 then return true end
-  local f = redis.call('HMGET', fence, 'at', 'keep')
-  return f[1] ~= false and num(created) <= num(f[1]) and f[2] ~= hex
+  local f = redis.call('GET', fence)
+  if not f then return false end
+  local at, keep = string.match(f, '^(%-?%d+) (.*)$')
+  if not at then return true end
+  return num(created) <= num(at) and keep ~= hex
 end
 -- Milliseconds from now to expiry, at least 1 (PX needs a positive integer).
 local function ttl_ms(expiry, now)
@@ -39,14 +44,24 @@ local function trim(idx, now)
   local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
   if top[2] then redis.call('PEXPIRE', idx, ttl_ms(top[2], now)) end
 end
-local function read(s) return redis.call('HMGET', s, 'c', 'r', 'e', 'a', 'v', 'ua', 'ip') end
+-- The session at `s`: its value `c r e a v rest` (codec.rs) split into
+-- {c, r, e, a, v, rest, value}, or nil when the key is missing or does not parse (an
+-- unreadable value is as good as none: reads skip it, writes replace it).
+local function read(s)
+  local value = redis.call('GET', s)
+  if not value then return nil end
+  local c, r, e, a, v, rest =
+    string.match(value, '^(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (.*)$')
+  if not c then return nil end
+  return {c, r, e, a, v, rest, value}
+end
 local function live(f, now) return num(now) < num(f[3]) and num(now) < num(f[4]) end
 -- The fields of the live session at KEYS[1] (KEYS: session, index, fence, tombstone;
 -- ARGV: hash, now), or nil; a session that is expired or covered by a tombstone or fence
 -- is deleted (key and index entry) on the way.
 local function get_live()
   local f = read(KEYS[1])
-  if not f[1] then return nil end
+  if not f then return nil end
   if not live(f, ARGV[2]) or covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then
     redis.call('DEL', KEYS[1])
     redis.call('ZREM', KEYS[2], ARGV[1])
@@ -57,32 +72,29 @@ end
 ";
 
 /// create / put. KEYS: session, index, fence, tombstone. ARGV: hash, now, mode
-/// (`create`|`put`), created, renewed, expires, absolute, version, ua, ip (optional
-/// fields as `0` or `1<value>`). Returns 1 stored, 0 refused, -1 exists (create).
+/// (`create`|`put`), created, expires, absolute, version (what the checks compare), and
+/// the value to store (`codec::session_value`). Returns 1 stored, 0 refused, -1 exists
+/// (create).
 const WRITE: &str = r"
 local s, idx, fence, tomb = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local hex, now, create = ARGV[1], ARGV[2], ARGV[3] == 'create'
 if covered(fence, tomb, hex, ARGV[4]) then return 0 end
 local cur = read(s)
-if cur[1] and live(cur, now) then
+if cur and live(cur, now) then
   if create then return -1 end
-  if num(cur[5]) >= num(ARGV[8]) then return 0 end
+  if num(cur[5]) >= num(ARGV[7]) then return 0 end
 end
-local expiry = ARGV[6]
-if num(ARGV[7]) < num(expiry) then expiry = ARGV[7] end
+local expiry = ARGV[5]
+if num(ARGV[6]) < num(expiry) then expiry = ARGV[6] end
 if num(now) >= num(expiry) then return 0 end
-redis.call('DEL', s)
-redis.call('HSET', s, 'c', ARGV[4], 'r', ARGV[5], 'e', ARGV[6], 'a', ARGV[7], 'v', ARGV[8])
-if string.sub(ARGV[9], 1, 1) == '1' then redis.call('HSET', s, 'ua', string.sub(ARGV[9], 2)) end
-if string.sub(ARGV[10], 1, 1) == '1' then redis.call('HSET', s, 'ip', string.sub(ARGV[10], 2)) end
-redis.call('PEXPIRE', s, ttl_ms(expiry, now))
+redis.call('SET', s, ARGV[8], 'PX', ttl_ms(expiry, now))
 redis.call('ZADD', idx, expiry, hex)
 trim(idx, now)
 return 1
 ";
 
 /// extend. KEYS: session, index, fence, tombstone. ARGV: hash, now, expected version,
-/// new expiry. Returns the new fields, nil (gone), or -1 (version conflict).
+/// new expiry. Returns the new value, nil (gone), or -1 (version conflict).
 const EXTEND: &str = r"
 local f = get_live()
 if not f then return false end
@@ -90,14 +102,11 @@ if num(f[5]) ~= num(ARGV[3]) then return -1 end
 local e = ARGV[4]
 if num(f[4]) < num(e) then e = f[4] end
 local v = string.format('%d', num(f[5]) + 1)
-redis.call('HSET', KEYS[1], 'e', e, 'r', ARGV[2], 'v', v)
-redis.call('PEXPIRE', KEYS[1], ttl_ms(e, ARGV[2]))
+local value = f[1] .. ' ' .. ARGV[2] .. ' ' .. e .. ' ' .. f[4] .. ' ' .. v .. ' ' .. f[6]
+redis.call('SET', KEYS[1], value, 'PX', ttl_ms(e, ARGV[2]))
 redis.call('ZADD', KEYS[2], e, ARGV[1])
 trim(KEYS[2], ARGV[2])
-f[2] = ARGV[2]
-f[3] = e
-f[5] = v
-return f
+return value
 ";
 
 /// delete (and replayed single revocations). KEYS: session, index, fence, tombstone.
@@ -107,13 +116,13 @@ const DELETE: &str = r"
 local f = read(KEYS[1])
 local present = 0
 local ttl = num(ARGV[3])
-if f[1] then
+if f then
   if live(f, ARGV[2]) and not covered(KEYS[3], KEYS[4], ARGV[1], f[1]) then present = 1 end
   -- The tombstone need not outlive the session's absolute expiry.
   local rest = ttl_ms(f[4], ARGV[2])
   if rest < ttl then ttl = rest end
-  redis.call('DEL', KEYS[1])
 end
+redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[4], '1', 'PX', ttl)
 if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
@@ -128,20 +137,22 @@ return present
 /// lowers it), deletes the sessions in scope and returns how many of them were live.
 const REVOKE_ALL: &str = r"
 local idx, fence, base, keep, at, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local cur = redis.call('HGET', fence, 'at')
-if not cur or num(cur) <= num(at) then
-  redis.call('HSET', fence, 'at', at, 'keep', keep)
+local cur = redis.call('GET', fence)
+local cur_at = cur and string.match(cur, '^(%-?%d+) ')
+if not cur_at or num(cur_at) <= num(at) then
+  redis.call('SET', fence, at .. ' ' .. keep)
 end
 if redis.call('PTTL', fence) < num(ARGV[5]) then redis.call('PEXPIRE', fence, ARGV[5]) end
 local n = 0
 for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
   if m ~= keep then
     local s = base .. 's:' .. m
-    local f = redis.call('HMGET', s, 'c', 'e', 'a')
-    if not f[1] then
+    local f = read(s)
+    if not f then
+      redis.call('DEL', s)
       redis.call('ZREM', idx, m)
     elseif ARGV[8] == 'all' or num(f[1]) <= num(at) then
-      if num(now) < num(f[2]) and num(now) < num(f[3]) then n = n + 1 end
+      if live(f, now) then n = n + 1 end
       redis.call('DEL', s)
       redis.call('ZREM', idx, m)
     end
@@ -153,7 +164,7 @@ return n
 ";
 
 /// list_user_sessions. KEYS: index, fence. ARGV: user key base, now. Returns
-/// `[hash, fields, hash, fields, …]` of the live sessions; drops dead index entries.
+/// `[hash, value, hash, value, …]` of the live sessions; drops dead index entries.
 const LIST: &str = r"
 local idx, fence, base, now = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 redis.call('ZREMRANGEBYSCORE', idx, '-inf', now)
@@ -161,14 +172,12 @@ local out = {}
 for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
   local s = base .. 's:' .. m
   local f = read(s)
-  if not f[1] then
-    redis.call('ZREM', idx, m)
-  elseif not live(f, now) or covered(fence, base .. 't:' .. m, m, f[1]) then
+  if not f or not live(f, now) or covered(fence, base .. 't:' .. m, m, f[1]) then
     redis.call('DEL', s)
     redis.call('ZREM', idx, m)
   else
     out[#out + 1] = m
-    out[#out + 1] = f
+    out[#out + 1] = f[7]
   end
 end
 return out
@@ -177,18 +186,17 @@ return out
 /// forget_sessions. KEYS: session, index. ARGV: hash, now. Drops the index entry (and
 /// the key) unless Redis holds a live copy.
 const FORGET: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'e', 'a')
-if f[1] and num(ARGV[2]) < num(f[1]) and num(ARGV[2]) < num(f[2]) then return 0 end
+local f = read(KEYS[1])
+if f and live(f, ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 ";
 
-/// put_user. KEYS: user. ARGV: TTL ms, id, name, email, verified (0/1), created.
+/// put_user. KEYS: user. ARGV: TTL ms, the value (`codec::user_value`). A script (not a
+/// plain `SET`) so that bulk fills pipeline it like every other write.
 const PUT_USER: &str = r"
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'id', ARGV[2], 'name', ARGV[3], 'email', ARGV[4], 'ev', ARGV[5], 'c', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 return 1
 ";
 
