@@ -121,8 +121,6 @@ pub struct DatabaseSettings {
     pub connect_timeout_ms: u64,
     /// Deadline of one query.
     pub query_timeout_ms: u64,
-    /// Verify each pooled connection with a round trip before use.
-    pub test_on_checkout: bool,
     /// Run the embedded migrations at start-up.
     pub migrate: bool,
 }
@@ -136,7 +134,6 @@ impl Default for DatabaseSettings {
             pool_size: sql.pool_size,
             connect_timeout_ms: ms(sql.connect_timeout),
             query_timeout_ms: ms(sql.query_timeout),
-            test_on_checkout: sql.test_on_checkout,
             migrate: true,
         }
     }
@@ -149,7 +146,6 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("query_timeout_ms", &self.query_timeout_ms)
-            .field("test_on_checkout", &self.test_on_checkout)
             .field("migrate", &self.migrate)
             .finish()
     }
@@ -688,8 +684,6 @@ mod tests {
         assert!(s.memory.enabled);
         assert_eq!(s.memory.max_entries, 100_000);
         assert_eq!(s.memory.ttl_secs, 30);
-        // Connections are verified before use unless the operator trades that for speed.
-        assert!(s.database.test_on_checkout);
         assert!(s.redis.url.is_none());
         assert_eq!(s.mail.transport, MailTransport::File);
         assert_eq!(s.mail.dir, PathBuf::from("data/mail"));

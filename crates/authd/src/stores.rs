@@ -103,7 +103,6 @@ pub async fn connect_sql(settings: &Settings, clock: SharedClock) -> anyhow::Res
         pool_size: db.pool_size,
         connect_timeout: Duration::from_millis(db.connect_timeout_ms),
         query_timeout: Duration::from_millis(db.query_timeout_ms),
-        test_on_checkout: db.test_on_checkout,
     };
     let store = SqlStore::connect(url, config, clock)
         .await

@@ -58,11 +58,6 @@ pub struct SqlConfig {
     /// How long an operation may run once it has a connection before failing as a
     /// timeout.
     pub query_timeout: Duration,
-    /// Verify every pooled connection with a round trip (`SELECT 1`) before lending it, so
-    /// that connections a restarted database closed are replaced without failing a call.
-    /// Costs one extra round trip per operation; without it the first use of each dead
-    /// connection fails (as unavailable) and the pool replaces it.
-    pub test_on_checkout: bool,
 }
 
 impl Default for SqlConfig {
@@ -71,7 +66,6 @@ impl Default for SqlConfig {
             pool_size: 16,
             connect_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(2),
-            test_on_checkout: true,
         }
     }
 }
@@ -412,7 +406,9 @@ fn pool_builder<M: bb8::ManageConnection<Error = PoolError>>(
     bb8::Pool::builder()
         .max_size(config.pool_size.max(1))
         .connection_timeout(config.connect_timeout)
-        .test_on_check_out(config.test_on_checkout)
+        // The check is the manager's recycling method: for PostgreSQL a look at the
+        // connection's state, without a round trip (see `build`); none for SQLite.
+        .test_on_check_out(true)
         .error_sink(Box::new(last_connect_error.clone()))
 }
 

@@ -199,8 +199,6 @@ struct Servers {
     full_b7: Server,
     redis: Server,
     sql: Server,
-    /// `sql` with `database.test_on_checkout = false`.
-    sql_nocheck: Server,
     sqlite: Server,
 }
 
@@ -214,7 +212,6 @@ fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
         // default of 30 s would send every session unused for 30 s back to Redis.)
         memory_ttl_secs: Some(3600),
         key_prefix: BENCH_KEY_PREFIX.to_owned(),
-        test_on_checkout: true,
     }
 }
 
@@ -226,9 +223,7 @@ fn start_servers(
     out_dir: &Path,
 ) -> anyhow::Result<Servers> {
     let base = full_config(services, plan.memory_entries);
-    eprintln!(
-        "starting authd: memory+redis+postgres (twice), redis+postgres, postgres (twice), sqlite"
-    );
+    eprintln!("starting authd: memory+redis+postgres (twice), redis+postgres, postgres, sqlite");
     Ok(Servers {
         full: Server::start(bin, base.clone(), out_dir)?,
         full_b7: Server::start(
@@ -248,17 +243,6 @@ fn start_servers(
         sql: Server::start(
             bin,
             ServerConfig { name: "sql", memory_entries: None, redis_url: None, ..base.clone() },
-            out_dir,
-        )?,
-        sql_nocheck: Server::start(
-            bin,
-            ServerConfig {
-                name: "sql-nocheck",
-                memory_entries: None,
-                redis_url: None,
-                test_on_checkout: false,
-                ..base.clone()
-            },
             out_dir,
         )?,
         sqlite: Server::start(
@@ -402,7 +386,6 @@ impl Runner<'_> {
         self.point(report, "me/redis", &s.redis, "/v1/me", 0)?;
         self.point(report, "baseline/sql", &s.sql, "/bench/baseline/sql", 0)?;
         self.point(report, "me/sql", &s.sql, "/v1/me", 0)?;
-        self.point(report, "me/sql-nocheck", &s.sql_nocheck, "/v1/me", 0)?;
         self.point(report, "me/sqlite", &s.sqlite, "/v1/me", 0)?;
 
         // B2 and B9 compare latencies at the same offered load: half of what

@@ -84,7 +84,7 @@ fn baseline_of(point: &str) -> Option<Compare> {
     Some(match point {
         "me/memory" | "me/memory@10%" | "me/sqlite" => Compare::Throughput("ceiling"),
         "me/redis" => Compare::Throughput("baseline/redis"),
-        "me/sql" | "me/sql-nocheck" => Compare::Throughput("baseline/sql"),
+        "me/sql" => Compare::Throughput("baseline/sql"),
         "login" => Compare::P50("baseline/argon2"),
         "me/memory@half" => Compare::P99("ceiling@half"),
         "me/memory@half+storm" => Compare::P99("me/memory@half"),
@@ -221,13 +221,6 @@ impl Report {
                 value: ratio("me/sql"),
                 target: ">= 0.90",
                 met: at_least(ratio("me/sql"), 0.90),
-            },
-            Goal {
-                id: "B4",
-                measure: "the same, database.test_on_checkout = false".into(),
-                value: ratio("me/sql-nocheck"),
-                target: ">= 0.90",
-                met: at_least(ratio("me/sql-nocheck"), 0.90),
             },
         ];
         let p99 = self.crit("validate/memory_hit p99");

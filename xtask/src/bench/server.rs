@@ -25,8 +25,6 @@ pub struct ServerConfig {
     pub memory_ttl_secs: Option<u64>,
     /// `redis.key_prefix`.
     pub key_prefix: String,
-    /// `database.test_on_checkout` (authd's default: true).
-    pub test_on_checkout: bool,
 }
 
 /// A running `authd`; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -66,7 +64,6 @@ impl Server {
             .env("AUTHD_REDIS__KEY_PREFIX", &config.key_prefix)
             .env("AUTHD_MEMORY__ENABLED", config.memory_entries.is_some().to_string())
             .env("AUTHD_MAIL__DIR", run_dir.join("mail"))
-            .env("AUTHD_DATABASE__TEST_ON_CHECKOUT", config.test_on_checkout.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
