@@ -5,6 +5,8 @@
 #
 #   bash xtask/bench/callgrind.sh /v1/me            # memory hits (memory+redis+postgres)
 #   bash xtask/bench/callgrind.sh /health/live      # the ceiling
+#   MEMORY=false bash xtask/bench/callgrind.sh /v1/me   # Redis hits (the me/redis point)
+#   bash xtask/bench/callgrind.sh /bench/baseline/redis # its baseline (one fred GET)
 #
 # Prints total instructions / requests, and writes target/bench/callgrind.<name>.out
 # for `callgrind_annotate --inclusive=yes`. TOKENS=FILE picks the tokens (a short file of
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/../.."
 
 path="${1:-/v1/me}"
 name="$(echo "$path" | tr '/' '_' | sed 's/^_//')"
+[ "${MEMORY:-true}" = true ] || name="$name.nomemory"
 out="target/bench/callgrind.$name.out"
 port="${PORT:-18181}"
 db="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -24,7 +27,7 @@ tokens="${TOKENS:-target/bench/sessions.txt}" # the tokens of the data last seed
 env -u DATABASE_URL -u REDIS_URL RUST_LOG=warn \
   AUTHD_SERVER__LISTEN="127.0.0.1:$port" AUTHD_SERVER__WORKERS=1 \
   DATABASE_URL="$db" REDIS_URL="$redis" AUTHD_REDIS__KEY_PREFIX=authd-bench: \
-  AUTHD_MEMORY__ENABLED=true AUTHD_MEMORY__MAX_ENTRIES=100000 AUTHD_MAIL__DIR=target/bench/mail \
+  AUTHD_MEMORY__ENABLED="${MEMORY:-true}" AUTHD_MEMORY__MAX_ENTRIES=100000 AUTHD_MAIL__DIR=target/bench/mail \
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
   target/bench/authd >target/bench/callgrind.$name.log 2>&1 &
 pid=$!

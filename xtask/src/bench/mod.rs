@@ -13,6 +13,7 @@
 //!    the rounds.
 //! 6. Prints the table and the goals, writes JSON under `target/bench/`.
 
+mod cpu;
 mod criterion;
 mod report;
 mod server;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::seed;
+use cpu::{CpuMeter, CpuPerRequest};
 use report::{Measured, Report};
 use server::{Server, ServerConfig, TierDeltas};
 use services::{BENCH_KEY_PREFIX, Services};
@@ -140,7 +142,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let mut report = Report::new(serde_json::to_value(&plan)?, machine());
     let servers = start_servers(&bin, &services, &plan, &sqlite_path, &out_dir)?;
-    let runner = Runner { root: &root, plan: &plan, tokens: &tokens };
+    let cpu = CpuMeter::new(&services.redis_url);
+    let runner = Runner { root: &root, plan: &plan, tokens: &tokens, cpu: &cpu };
     runner.sweep(&servers.full)?;
     for round in 0..plan.rounds {
         eprintln!("round {} of {}", round + 1, plan.rounds);
@@ -262,6 +265,7 @@ struct Runner<'a> {
     root: &'a Path,
     plan: &'a Plan,
     tokens: &'a Path,
+    cpu: &'a CpuMeter,
 }
 
 impl Runner<'_> {
@@ -333,7 +337,10 @@ impl Runner<'_> {
     ) -> anyhow::Result<Measured> {
         warmup.run().with_context(|| format!("{name}: warm-up"))?;
         let before = server.metrics()?;
+        let cpu_before = self.cpu.sample(server.pid());
         let result = load.run().with_context(|| format!("{name}: run"))?;
+        let cpu =
+            CpuPerRequest::between(cpu_before, self.cpu.sample(server.pid()), result.requests);
         let after = server.metrics()?;
         let deltas = TierDeltas::between(&before, &after);
         eprintln!(
@@ -347,7 +354,7 @@ impl Runner<'_> {
                 String::new()
             }
         );
-        Ok(Measured { wrk: result, deltas, rss_kib: server.rss_kib() })
+        Ok(Measured { wrk: result, deltas, rss_kib: server.rss_kib(), cpu })
     }
 
     /// A zipf.lua point (2 threads, 64 connections): measured and recorded.
@@ -412,7 +419,12 @@ impl Runner<'_> {
         eprintln!("    (storm: {:.1} logins/s, p50 {} ms)", logins.rps(), logins.p50_us / 1000);
         report.add(
             "login-storm",
-            Measured { wrk: logins, deltas: TierDeltas::default(), rss_kib: during.rss_kib },
+            Measured {
+                wrk: logins,
+                deltas: TierDeltas::default(),
+                rss_kib: during.rss_kib,
+                cpu: CpuPerRequest::default(),
+            },
         );
         Ok(())
     }
@@ -432,7 +444,8 @@ impl Runner<'_> {
             let tokens = out_dir.join(format!("sessions-{sessions}.txt"));
             seed_everything(services, sessions, Path::new(""), &tokens, false)?;
             let server = Server::start(bin, full_config(services, cap), out_dir)?;
-            let runner = Runner { root: self.root, plan: self.plan, tokens: &tokens };
+            let runner =
+                Runner { root: self.root, plan: self.plan, tokens: &tokens, cpu: self.cpu };
             let label = format!("scale/{}k", sessions / 1000);
             let sat = runner.point(report, &label, &server, "/v1/me", 0)?;
             // The same offered load at every size: half of what 10k sessions sustained.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::cpu::CpuPerRequest;
 use super::criterion::{latency_ns, median_ns};
 use super::server::TierDeltas;
 use super::wrk::WrkResult;
@@ -21,6 +22,8 @@ pub struct Measured {
     pub deltas: TierDeltas,
     /// The server's resident memory after the run.
     pub rss_kib: Option<u64>,
+    /// CPU per request of authd, Redis and PostgreSQL during the run.
+    pub cpu: CpuPerRequest,
 }
 
 /// The medians of a point over its rounds.
@@ -34,6 +37,7 @@ struct Summary {
     sql_per_request: f64,
     errors: u64,
     rss_kib: Option<u64>,
+    cpu: CpuPerRequest,
     runs: usize,
 }
 
@@ -44,6 +48,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// The median of the values, `None` when there are none.
+fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = values.collect();
+    (!v.is_empty()).then(|| median(v))
 }
 
 fn summarize(runs: &[Measured]) -> Summary {
@@ -64,6 +74,11 @@ fn summarize(runs: &[Measured]) -> Summary {
         }),
         errors: runs.iter().map(|m| m.wrk.errors()).sum(),
         rss_kib: runs.iter().filter_map(|m| m.rss_kib).max(),
+        cpu: CpuPerRequest {
+            authd_us: median_of(runs.iter().filter_map(|m| m.cpu.authd_us)),
+            redis_us: median_of(runs.iter().filter_map(|m| m.cpu.redis_us)),
+            postgres_us: median_of(runs.iter().filter_map(|m| m.cpu.postgres_us)),
+        },
         runs: runs.len(),
     }
 }
@@ -326,7 +341,7 @@ impl Report {
         let fmt_opt =
             |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
         out.push_str(&format!(
-            "\n{:<22} {:>10} {:>8} {:>8}  {:<22} {:>6} {:>8} {:>8} {:>9} {:>6} {:>5}\n",
+            "\n{:<22} {:>10} {:>8} {:>8}  {:<22} {:>6} {:>8} {:>8} {:>9} {:>6} {:>5} {:>6} {:>6} {:>6}\n",
             "point",
             "req/s",
             "p50 us",
@@ -337,14 +352,17 @@ impl Report {
             "redis hit",
             "SQL q/req",
             "errors",
-            "runs"
+            "runs",
+            "authd",
+            "redis",
+            "pg"
         ));
         for (point, _) in &self.points {
             let Some(s) = self.summary(point) else { continue };
             let (base, ratio) =
                 self.ratio(point).map_or(("-".to_owned(), None), |(b, r)| (b, Some(r)));
             out.push_str(&format!(
-                "{:<22} {:>10.0} {:>8.0} {:>8.0}  {:<22} {:>6} {:>8} {:>8} {:>9.4} {:>6} {:>5}\n",
+                "{:<22} {:>10.0} {:>8.0} {:>8.0}  {:<22} {:>6} {:>8} {:>8} {:>9.4} {:>6} {:>5} {:>6} {:>6} {:>6}\n",
                 point,
                 s.rps,
                 s.p50_us,
@@ -356,8 +374,15 @@ impl Report {
                 s.sql_per_request,
                 s.errors,
                 s.runs,
+                fmt_opt(s.cpu.authd_us, &|v| format!("{v:.1}")),
+                fmt_opt(s.cpu.redis_us, &|v| format!("{v:.1}")),
+                fmt_opt(s.cpu.postgres_us, &|v| format!("{v:.1}")),
             ));
         }
+        out.push_str(
+            "(authd, redis, pg: CPU microseconds per request of authd, redis-server and all local \
+             postgres processes during the run, user + system)\n",
+        );
         if !self.fixed_load_rps.is_empty() {
             out.push_str(&format!(
                 "(@half: fixed offered load of about {:.0} req/s, half of what me/memory sustained)\n",
@@ -417,6 +442,7 @@ impl Report {
                     "memory_hit_rate": s.memory_hit, "redis_hit_rate": s.redis_hit,
                     "sql_queries_per_request": s.sql_per_request,
                     "errors": s.errors, "rss_kib": s.rss_kib,
+                    "cpu_us_per_request": s.cpu,
                     "runs": runs,
                 })
             })
@@ -452,6 +478,7 @@ mod tests {
             wrk: WrkResult { requests: 1, duration_us: 1, p50_us, ..WrkResult::default() },
             deltas: TierDeltas::default(),
             rss_kib: None,
+            cpu: CpuPerRequest::default(),
         }
     }
 
