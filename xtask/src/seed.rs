@@ -183,8 +183,8 @@ pub async fn load_sql(store: &SqlStore, data: &Dataset) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fills Redis with the users and sessions, `IN_FLIGHT` pipelined calls at once, and
-/// writes the string key the bench's Redis baseline reads.
+/// Fills Redis with the users and sessions, `IN_FLIGHT` pipelined calls at once (the
+/// bench's Redis baseline reads the session keys written here).
 pub async fn load_redis(store: &RedisStore, data: &Dataset) -> anyhow::Result<()> {
     let users = data.users();
     let bar = progress(users.len() + data.sessions.len(), "redis entries");
@@ -201,17 +201,6 @@ pub async fn load_redis(store: &RedisStore, data: &Dataset) -> anyhow::Result<()
         }
     }
     bar.finish();
-    if let Some(session) = data.sessions.first() {
-        use cache_redis::fred::interfaces::KeysInterface as _;
-        // About the size of a cached session: what one GET of a session would move.
-        let value = serde_json::to_string(session)?;
-        let key = format!("{}bench:baseline", store.config().key_prefix);
-        store
-            .pool()
-            .set::<(), _, _>(key, value, None, None, false)
-            .await
-            .context("writing the Redis baseline key")?;
-    }
     Ok(())
 }
 
