@@ -61,7 +61,7 @@ pub trait SessionStore: Send + Sync {
 /// The read every authenticated request makes: a session and its user's profile.
 ///
 /// Tiers that can answer both in one round trip override [`Self::get_with_user`] (one
-/// Redis pipeline, one SQL join); [`crate::Tiered`] asks its back for both on a miss and
+/// Redis `MGET`, one SQL join); [`crate::Tiered`] asks its back for both on a miss and
 /// backfills both. The provided method reads the session alone.
 #[async_trait]
 pub trait SessionLookup: SessionStore {

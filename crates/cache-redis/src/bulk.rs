@@ -1,7 +1,7 @@
 //! Bulk cache fills for seeding and benchmarks: many sessions or user profiles written
-//! through the same scripts as [`SessionStore::put`](cache_core::SessionStore::put) and
-//! [`UserCache::put_user`](cache_core::UserCache::put_user), sent in pipelines of
-//! [`BULK_PIPELINE`] calls instead of one round trip each.
+//! as [`SessionStore::put`](cache_core::SessionStore::put) (its script) and
+//! [`UserCache::put_user`](cache_core::UserCache::put_user) (a `SET`) write them, sent
+//! in pipelines of [`BULK_PIPELINE`] calls instead of one round trip each.
 //!
 //! Same semantics as the single calls (a revoked or expired session is refused), so a
 //! bulk fill is as safe as many single fills; only the round trips are saved.
@@ -9,7 +9,7 @@
 use cache_core::{Session, StoreError, User};
 use fred::prelude::Value;
 
-use crate::codec::{self, micros, millis};
+use crate::codec::{self, micros};
 use crate::error::RedisError;
 use crate::scripts::{is_noscript, queue_evalsha};
 use crate::store::RedisStore;
@@ -49,24 +49,26 @@ impl RedisStore {
         Ok(stored)
     }
 
-    /// Cache fills of user profiles (as [`cache_core::UserCache::put_user`] each),
-    /// pipelined. Returns how many were written.
+    /// Cache fills of user profiles (as [`cache_core::UserCache::put_user`] each: a plain
+    /// `SET` with `PX`), pipelined. Returns how many were written.
     pub async fn put_users_bulk(&self, users: &[User]) -> Result<u64, StoreError> {
-        let ttl = millis(self.shared.config.user_ttl);
-        let calls = users
-            .iter()
-            .map(|u| {
-                let args: Vec<Value> = vec![ttl.clone().into(), codec::user_value(u).into()];
-                (vec![self.shared.keys.user(u.id)], args)
-            })
-            .collect();
-        let written = self.pipelined(self.shared.scripts.put_user.sha(), calls).await?;
+        let mut written = 0;
+        for batch in users.chunks(BULK_PIPELINE) {
+            let pipeline = self.shared.pool.next().pipeline();
+            for u in batch {
+                self.set_user(&pipeline, u).await.map_err(RedisError::from)?;
+            }
+            for result in pipeline.try_all::<Value>().await {
+                result.map_err(RedisError::from)?;
+                written += 1;
+            }
+        }
         Ok(written)
     }
 
     /// Runs one script per call in pipelines of [`BULK_PIPELINE`] and counts the calls
     /// that answered 1. A pipeline that met a server without the scripts is sent again
-    /// after loading them (both scripts are idempotent).
+    /// after loading them (the write script is idempotent).
     async fn pipelined(
         &self,
         sha: &str,

@@ -141,12 +141,12 @@ impl<'a> SessionFields<'a> {
 }
 
 /// A fence value `at keep`: whether it covers the session `hex` created at `created`
-/// (a revoke-all at or after its creation that did not keep it).
-pub(crate) fn fence_covers(fence: &str, hex: &str, created: i64) -> Result<bool, RedisError> {
-    let (at, keep) =
-        fence.split_once(' ').ok_or_else(|| RedisError::reply("fence value without keep"))?;
-    let at: i64 = at.parse().map_err(|_| RedisError::reply("fence time is not an integer"))?;
-    Ok(created <= at && keep != hex)
+/// (a revoke-all at or after its creation that did not keep it). A fence that does not
+/// parse covers every session, as the scripts' `covered` decides: a revocation is never
+/// lost to a bad value.
+pub(crate) fn fence_covers(fence: &str, hex: &str, created: i64) -> bool {
+    let Some((at, keep)) = fence.split_once(' ') else { return true };
+    at.parse::<i64>().map_or(true, |at| created <= at && keep != hex)
 }
 
 fn text(v: &Value, what: &str) -> Result<String, RedisError> {
@@ -154,10 +154,7 @@ fn text(v: &Value, what: &str) -> Result<String, RedisError> {
 }
 
 /// A string borrowed from the reply (no copy for the bulk strings Redis returns).
-pub(crate) fn borrowed<'a>(
-    v: &'a Value,
-    what: &str,
-) -> Result<std::borrow::Cow<'a, str>, RedisError> {
+fn borrowed<'a>(v: &'a Value, what: &str) -> Result<std::borrow::Cow<'a, str>, RedisError> {
     v.as_str().ok_or_else(|| RedisError::reply(format!("{what} is not a string")))
 }
 
@@ -314,13 +311,14 @@ mod tests {
     #[test]
     fn fences_cover_sessions_created_at_or_before_them_but_the_kept_one() {
         let hex = key().hash.to_hex();
-        assert!(fence_covers("100 ", &hex, 100).unwrap());
-        assert!(fence_covers("100 ", &hex, 99).unwrap());
-        assert!(!fence_covers("100 ", &hex, 101).unwrap());
-        assert!(!fence_covers(&format!("100 {hex}"), &hex, 50).unwrap());
-        assert!(fence_covers(&format!("100 {hex}"), "other", 50).unwrap());
-        assert!(fence_covers("100", &hex, 1).is_err());
-        assert!(fence_covers("x ", &hex, 1).is_err());
+        assert!(fence_covers("100 ", &hex, 100));
+        assert!(fence_covers("100 ", &hex, 99));
+        assert!(!fence_covers("100 ", &hex, 101));
+        assert!(!fence_covers(&format!("100 {hex}"), &hex, 50));
+        assert!(fence_covers(&format!("100 {hex}"), "other", 50));
+        // Malformed: covers everything, later sessions and the kept one included.
+        assert!(fence_covers("100", &hex, 1_000));
+        assert!(fence_covers(&format!("x {hex}"), &hex, 1_000));
     }
 
     #[test]

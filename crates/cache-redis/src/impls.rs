@@ -10,7 +10,7 @@ use cache_core::{
 use chrono::{DateTime, Utc};
 use fred::interfaces::{ClientLike, KeysInterface, SetsInterface, SortedSetsInterface};
 use fred::prelude::Value;
-use fred::types::Key;
+use fred::types::{Expiration, Key};
 use futures::StreamExt;
 
 use crate::codec::{self, SessionFields, micros, millis};
@@ -28,6 +28,19 @@ const BATCH: usize = 500;
 impl RedisStore {
     fn now(&self) -> DateTime<Utc> {
         self.shared.clock.now()
+    }
+
+    /// `SET` of `user`'s profile with `PX user_ttl` (at least 1 ms), sent by `client`
+    /// (the pool, or a pipeline that queues it).
+    pub(crate) async fn set_user<C: KeysInterface + Sync>(
+        &self,
+        client: &C,
+        user: &User,
+    ) -> Result<(), fred::error::Error> {
+        let ms = self.shared.config.user_ttl.as_millis().clamp(1, i64::MAX as u128);
+        let px = Expiration::PX(i64::try_from(ms).unwrap_or(i64::MAX));
+        let key = self.shared.keys.user(user.id);
+        client.set::<(), _, _>(key, codec::user_value(user), Some(px), None, false).await
     }
 
     /// Session, index, fence and tombstone keys of one session (the KEYS of every
@@ -58,10 +71,11 @@ impl RedisStore {
     /// answers it from one node. Liveness and revocation are decided here with the
     /// session scripts' rules (`live` and `covered` in `scripts.rs`): live means `now`
     /// before both the expiry and the absolute expiry; covered means a tombstone, or a
-    /// fence at or after the session's creation that did not keep it. A session that is
-    /// present but dead or covered is refused and dropped in the background
-    /// ([`RedisStore::drop_dead`]). Why a non-atomic read is safe: `docs/redis.md`,
-    /// "Reads without a script".
+    /// fence at or after the session's creation that did not keep it (or a fence that
+    /// does not parse). A session that is present but dead, covered, or unreadable (as
+    /// the scripts' `read` treats it: absent, for the next fill to replace) is refused
+    /// and dropped in the background ([`RedisStore::drop_dead`]). Why a read without a
+    /// script is safe: `docs/redis.md`, "Reads without a script".
     async fn read_live(
         &self,
         key: &SessionKey,
@@ -91,20 +105,34 @@ impl RedisStore {
         if value.is_null() {
             return Ok(None);
         }
-        let text = codec::borrowed(&value, "session")?;
-        let fields = SessionFields::parse(&text)?;
-        let covered = !tombstone.is_null()
-            || (!fence.is_null()
-                && codec::fence_covers(
-                    &codec::borrowed(&fence, "fence")?,
-                    call.hex_str(),
-                    fields.created,
-                )?);
-        if covered || !fields.live_at(now) {
-            self.drop_dead(session, index, call.hex());
-            return Ok(None);
+        let live = value
+            .as_str()
+            .ok_or_else(|| RedisError::reply("session value is not a string"))
+            .and_then(|text| {
+                let fields = SessionFields::parse(&text)?;
+                // A fence that is not a readable string covers, as a malformed one does.
+                let fenced = !fence.is_null()
+                    && fence.as_str().is_none_or(|fence| {
+                        codec::fence_covers(&fence, call.hex_str(), fields.created)
+                    });
+                let covered = !tombstone.is_null() || fenced;
+                if covered || !fields.live_at(now) {
+                    return Ok(None);
+                }
+                fields.session(*key).map(Some)
+            });
+        match live {
+            Ok(Some(found)) => Ok(Some((found, values.next().unwrap_or(Value::Null)))),
+            Ok(None) => {
+                self.drop_dead(session, index, call.hex());
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable session value in redis; dropping it");
+                self.drop_dead(session, index, call.hex());
+                Ok(None)
+            }
         }
-        Ok(Some((fields.session(*key)?, values.next().unwrap_or(Value::Null))))
     }
 
     /// Deletes a session found dead or revoked (key and index entry, as the scripts
@@ -324,15 +352,7 @@ impl UserCache for RedisStore {
     }
 
     async fn put_user(&self, user: &User) -> StoreResult<()> {
-        let args: Vec<Value> =
-            vec![millis(self.shared.config.user_ttl).into(), codec::user_value(user).into()];
-        let _: i64 = self
-            .shared
-            .scripts
-            .put_user
-            .call(&self.shared.pool, vec![self.shared.keys.user(user.id)], args)
-            .await?;
-        Ok(())
+        Ok(self.set_user(&self.shared.pool, user).await.map_err(RedisError::from)?)
     }
 
     async fn invalidate_user(&self, id: UserId) -> StoreResult<()> {

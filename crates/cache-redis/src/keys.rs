@@ -12,6 +12,13 @@ use fred::bytes::{BufMut, Bytes};
 use fred::prelude::Value;
 use fred::types::Key;
 
+/// The name of the Redis key that holds the session `key` under `prefix`
+/// (`{prefix}{u:<id>}:s:<hash hex>`): for tools that read a session's raw value, such as
+/// the bench's Redis baseline.
+pub fn session_key(prefix: &str, key: &SessionKey) -> String {
+    format!("{prefix}{{u:{}}}:s:{}", key.user, key.hash.to_hex())
+}
+
 /// Builds key names under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -41,9 +48,9 @@ impl Keys {
         format!("{}{{u:{user}}}:", self.prefix)
     }
 
-    /// A session (hash of fields), TTL = remaining life.
+    /// A session (string, `codec::session_value`), TTL = remaining life.
     pub(crate) fn session(&self, user: UserId, hash: &TokenHash) -> String {
-        format!("{}s:{}", self.user_base(user), hash.to_hex())
+        session_key(&self.prefix, &SessionKey { user, hash: *hash })
     }
 
     /// Tombstone of a single revoked session.

@@ -42,6 +42,7 @@ pub use analytics::{DayDelta, DayFigures};
 pub use bulk::BULK_PIPELINE;
 pub use config::RedisConfig;
 pub use impls::TIER;
+pub use keys::session_key;
 pub use limiter::{LIMITER_TIER, RedisRateLimiter};
 pub use listener::{InvalidationListener, InvalidationTarget};
 pub use store::{RedisInfo, RedisStore};

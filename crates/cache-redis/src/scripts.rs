@@ -193,13 +193,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 ";
 
-/// put_user. KEYS: user. ARGV: TTL ms, the value (`codec::user_value`). A script (not a
-/// plain `SET`) so that bulk fills pipeline it like every other write.
-const PUT_USER: &str = r"
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
-return 1
-";
-
 /// invalidate_user. KEYS: user. ARGV: channel, message.
 const INVALIDATE_USER: &str = r"
 redis.call('DEL', KEYS[1])
@@ -334,7 +327,6 @@ pub(crate) struct Scripts {
     pub(crate) revoke_all: Lua,
     pub(crate) list: Lua,
     pub(crate) forget: Lua,
-    pub(crate) put_user: Lua,
     pub(crate) invalidate_user: Lua,
     pub(crate) add_to_set: Lua,
     pub(crate) put_verification: Lua,
@@ -351,7 +343,6 @@ impl Scripts {
             revoke_all: Lua::new(REVOKE_ALL),
             list: Lua::new(LIST),
             forget: Lua::new(FORGET),
-            put_user: Lua::new(PUT_USER),
             invalidate_user: Lua::new(INVALIDATE_USER),
             add_to_set: Lua::new(ADD_TO_SET),
             put_verification: Lua::new(PUT_VERIFICATION),
@@ -360,7 +351,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Lua; 12] {
+    fn all(&self) -> [&Lua; 11] {
         [
             &self.write,
             &self.extend,
@@ -368,7 +359,6 @@ impl Scripts {
             &self.revoke_all,
             &self.list,
             &self.forget,
-            &self.put_user,
             &self.invalidate_user,
             &self.add_to_set,
             &self.put_verification,

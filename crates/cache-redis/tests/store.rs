@@ -442,6 +442,37 @@ async fn get_refuses_and_drops_covered_and_expired_sessions() {
     assert_eq!(store.get(&kept.key).await.unwrap().as_ref(), Some(&kept));
 }
 
+/// A value that does not parse (a session or a fence) is never an answer, and never an
+/// error that would keep a tiered store from refilling it: a garbled session reads as
+/// absent and is dropped, so the next fill replaces it; a garbled fence covers every
+/// session of the user, as the write scripts decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_values_are_absent_or_covering_never_errors() {
+    let Some(url) = service_url("REDIS_URL") else { return };
+    let clock = ManualClock::starting_now();
+    let store = RedisStore::connect(test_config(&url, "garbled"), clock.clone()).await.unwrap();
+    let prefix = store.config().key_prefix.clone();
+    let id = random_user();
+    let base = format!("{prefix}{{u:{id}}}:");
+    let garbled = sample_session(&clock, id);
+    store.create(&garbled).await.unwrap();
+    let name = format!("{base}s:{}", garbled.key.hash.to_hex());
+    let _: () = store.pool().set(name.as_str(), "not a session", None, None, false).await.unwrap();
+    assert_eq!(store.get(&garbled.key).await.unwrap(), None);
+    assert_eq!(store.get_with_user(&garbled.key).await.unwrap(), None);
+    assert_eventually_gone(&store, &name, &garbled.key.hash.to_hex()).await;
+    // The next fill replaces it.
+    assert!(store.put(&garbled).await.unwrap());
+    assert_eq!(store.get(&garbled.key).await.unwrap().as_ref(), Some(&garbled));
+    // A garbled fence covers the user's sessions, and the write script agrees.
+    let _: () =
+        store.pool().set(format!("{base}fence"), "garbled", None, None, false).await.unwrap();
+    assert_eq!(store.get(&garbled.key).await.unwrap(), None);
+    let later = sample_session(&clock, id);
+    assert!(!store.put(&later).await.unwrap(), "the write script refuses it too");
+    assert_eq!(store.get(&later.key).await.unwrap(), None);
+}
+
 /// A server that lost its script cache (`SCRIPT FLUSH`, as after a restart) answers
 /// `NOSCRIPT`; the session scripts reload and retry with the same keys and arguments, so
 /// reads, writes, extends and deletes still work.
