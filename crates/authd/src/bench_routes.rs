@@ -149,7 +149,7 @@ async fn baseline_redis(req: HttpRequest) -> HttpResponse {
         return unavailable("redis is not configured");
     };
     let key = match request_session(&req, baselines) {
-        Ok(key) => format!("{prefix}{{u:{}}}:s:{}", key.user, key.hash.to_hex()),
+        Ok(key) => cache_redis::session_key(prefix, &key),
         Err(response) => return response,
     };
     match pool.get::<Option<String>, _>(key).await {

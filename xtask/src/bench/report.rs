@@ -59,16 +59,16 @@ fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
 fn summarize(runs: &[Measured]) -> Summary {
     let med = |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f).collect());
     let ratio = |hits: f64, all: f64| if all > 0.0 { Some(hits / all) } else { None };
-    let memory_hit: Vec<f64> =
-        runs.iter().filter_map(|m| ratio(m.deltas.memory_hits, m.deltas.memory_lookups)).collect();
-    let redis_hit: Vec<f64> =
-        runs.iter().filter_map(|m| ratio(m.deltas.redis_hits, m.deltas.redis_lookups)).collect();
+    let memory_hit =
+        median_of(runs.iter().filter_map(|m| ratio(m.deltas.memory_hits, m.deltas.memory_lookups)));
+    let redis_hit =
+        median_of(runs.iter().filter_map(|m| ratio(m.deltas.redis_hits, m.deltas.redis_lookups)));
     Summary {
         rps: med(&|m| m.wrk.rps()),
         p50_us: med(&|m| m.wrk.p50_us as f64),
         p99_us: med(&|m| m.wrk.p99_us as f64),
-        memory_hit: (!memory_hit.is_empty()).then(|| median(memory_hit)),
-        redis_hit: (!redis_hit.is_empty()).then(|| median(redis_hit)),
+        memory_hit,
+        redis_hit,
         sql_per_request: med(&|m| {
             if m.wrk.requests == 0 { 0.0 } else { m.deltas.sql_queries / m.wrk.requests as f64 }
         }),
