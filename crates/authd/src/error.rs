@@ -157,6 +157,9 @@ impl ResponseError for ApiError {
             tracing::error!(code = self.code(), error = %error_chain(self), "request failed");
         }
         let mut response = HttpResponse::build(status);
+        // Refusals made before a route's own headers apply (a blocked address, a limit,
+        // CSRF, an unknown path) must not be cached either.
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }

@@ -22,6 +22,7 @@ pub mod health;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod route;
 pub mod routes;
 pub mod security;
 pub mod settings;

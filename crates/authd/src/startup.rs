@@ -366,7 +366,7 @@ async fn log_request(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.match_pattern().unwrap_or_else(|| "(unmatched)".to_owned());
+    let route = crate::route::matched(req.request()).unwrap_or("(unmatched)").to_owned();
     let result = next.call(req).await;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
     let status = match &result {
@@ -376,9 +376,9 @@ async fn log_request(
     // Server errors are worth an operator's attention; the rest is debug-level, since one
     // line per request would cost more than validating a session does.
     if status.is_server_error() {
-        tracing::warn!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+        tracing::warn!(%method, route, status = status.as_u16(), elapsed_ms, "request");
     } else {
-        tracing::debug!(%method, path, status = status.as_u16(), elapsed_ms, "request");
+        tracing::debug!(%method, route, status = status.as_u16(), elapsed_ms, "request");
     }
     result
 }

@@ -878,3 +878,217 @@ async fn the_admin_api_needs_its_own_token() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 11, item 1: every guard decision keys on the matched route
+// ---------------------------------------------------------------------------------------
+
+/// A response to a raw request: its status and headers (lower-case names).
+struct RawResp {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl RawResp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `method target` exactly as spelled (an HTTP client library would normalise dot
+/// segments or re-encode), from the loopback alias `from`, with `headers` and `body`.
+async fn raw_request(
+    app: &Instance,
+    from: IpAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> RawResp {
+    let addr: std::net::SocketAddr =
+        app.base.trim_start_matches("http://").parse().expect("the base is an address");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut stream = socket.connect(addr).await.expect("connects");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResp { status, headers }
+}
+
+/// Spellings of `/v1/auth/{segment}`: those actix-web routes to the same handler
+/// (percent-encoded unreserved letters and `-`, a query), and those it routes nowhere (encoded
+/// slash, doubled slash, trailing slash, dot segments, other case).
+fn spellings(segment: &str) -> (Vec<String>, Vec<String>) {
+    let first = segment.as_bytes()[0];
+    let encoded_first = format!("%{first:02X}{}", &segment[1..]);
+    let mut same = vec![
+        format!("/v1/auth/{encoded_first}"),
+        format!("/v1/%61uth/{segment}"),
+        format!("/v1/auth/{}", encoded_first.to_ascii_lowercase()),
+        format!("/%76%31/auth/{segment}"),
+        format!("/v1/auth/{segment}?x=1"),
+    ];
+    if let Some(i) = segment.find('-') {
+        same.push(format!("/v1/auth/{}%2D{}", &segment[..i], &segment[i + 1..]));
+    }
+    let mut upper = segment.to_owned();
+    upper[..1].make_ascii_uppercase();
+    let elsewhere = vec![
+        format!("/v1/auth%2F{segment}"),
+        format!("/v1/auth%2f{segment}"),
+        format!("/v1//auth/{segment}"),
+        format!("/v1/auth//{segment}"),
+        format!("//v1/auth/{segment}"),
+        format!("/v1/auth/{segment}/"),
+        format!("/v1/auth/./{segment}"),
+        format!("/v1/auth/%2E/{segment}"),
+        format!("/v1/x/../auth/{segment}"),
+        format!("/v1/auth/{segment}/.."),
+        format!("/v1/auth/{upper}"),
+        format!("/V1/auth/{segment}"),
+        format!("/v1/auth/{segment}%20"),
+        format!("/v1/auth/{segment};x=1"),
+    ];
+    (same, elsewhere)
+}
+
+/// A route with a per-address limit: its last segment, a body for it, and the status of
+/// an attempt that counts.
+type LimitedRoute = (&'static str, fn() -> Value, u16);
+
+/// Every route with a per-address limit, spelled every way: each spelling either reaches
+/// the handler and is counted in the canonical spelling's bucket, or is answered 404
+/// without reaching it (and without counting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_a_limited_route_is_counted_in_one_bucket_or_refused() {
+    const LIMIT: u32 = 3;
+    let mut env = Env::new().await;
+    env.start(|s| {
+        s.abuse.register_per_address = LIMIT;
+        s.abuse.resend_per_address = LIMIT;
+        s.abuse.forgot_per_address = LIMIT;
+        s.abuse.reset_per_address = LIMIT;
+    })
+    .await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            // (segment, body, the handler's counted answer)
+            let routes: [LimitedRoute; 4] = [
+                (
+                    "register",
+                    || json!({"name": "N", "email": random_email(), "password": PASSWORD}),
+                    202,
+                ),
+                ("resend-verification", || json!({"email": random_email()}), 202),
+                ("forgot-password", || json!({"email": random_email()}), 202),
+                (
+                    "reset-password",
+                    || json!({"token": "A".repeat(43), "new_password": PASSWORD}),
+                    400,
+                ),
+            ];
+            for (i, (segment, body, counted)) in routes.into_iter().enumerate() {
+                let from = ip(&format!("127.0.1.{}", 10 + i));
+                let (same, elsewhere) = spellings(segment);
+                for target in &elsewhere {
+                    let r = raw_request(app, from, "POST", target, &[], Some(&body())).await;
+                    assert_eq!(r.status, 404, "POST {target} must not reach the handler");
+                    assert_eq!(r.header("cache-control"), Some("no-store"), "{target}");
+                }
+                // The canonical spelling, then the others until the limit: all counted in
+                // one bucket, so the first spelling past the limit is refused.
+                let canonical = format!("/v1/auth/{segment}");
+                let mut reached = 0;
+                for target in std::iter::once(&canonical).chain(&same) {
+                    let r = raw_request(app, from, "POST", target, &[], Some(&body())).await;
+                    reached += 1;
+                    if reached <= LIMIT {
+                        assert_eq!(r.status, counted, "POST {target} (attempt {reached})");
+                    } else {
+                        assert_eq!(r.status, 429, "POST {target} is past the limit");
+                        assert!(r.header("retry-after").is_some(), "{target}");
+                        assert_eq!(r.header("cache-control"), Some("no-store"), "{target}");
+                    }
+                }
+                assert!(reached > LIMIT, "{segment}: too few spellings to pass the limit");
+                let r = raw_request(app, from, "POST", &canonical, &[], Some(&body())).await;
+                assert_eq!(r.status, 429, "{canonical} shares the bucket");
+            }
+        })
+    })
+    .await;
+}
+
+/// A blocked address reaches health probes and the admin API, however spelled, and
+/// nothing else, however spelled; every refusal is `no-store`. A cross-origin POST with
+/// the cookie is refused on every spelling that reaches a handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_and_csrf_hold_on_every_spelling() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let admin = client_from(None);
+            let http = client_from(None);
+            let (_, cookie) = env.session(0, &http).await;
+            let bearer = format!("Bearer {ADMIN_TOKEN}");
+            let blocked = ip("127.0.1.50");
+            let block = app.admin(admin.post(app.url("/v1/admin/ip-blocks")));
+            send(block.json(&json!({"net": "127.0.1.50"}))).await.expect(201);
+
+            for target in ["/health/live", "/h%65alth/live", "/health/liv%65", "/health/ready"] {
+                let r = raw_request(app, blocked, "GET", target, &[], None).await;
+                assert_eq!(r.status, 200, "GET {target} is a probe");
+            }
+            for target in ["/v1/admin/ip-blocks", "/v1/%61dmin/ip-blocks", "/v1/admin/ip-bl%6Fcks"]
+            {
+                let auth = [("Authorization", bearer.as_str())];
+                let r = raw_request(app, blocked, "GET", target, &auth, None).await;
+                assert_eq!(r.status, 200, "GET {target} is the admin API");
+            }
+            let cookie_header = format!("session={cookie}");
+            let with_cookie = [("Cookie", cookie_header.as_str())];
+            for target in ["/v1/me", "/v1/m%65", "/v1/%6De", "/nope", "/v1/admin/nope", "/health"] {
+                let r = raw_request(app, blocked, "GET", target, &with_cookie, None).await;
+                assert_eq!(r.status, 403, "GET {target} from a blocked address");
+                assert_eq!(r.header("cache-control"), Some("no-store"), "{target}");
+            }
+
+            let cross = [("Cookie", cookie_header.as_str()), ("Origin", "https://evil.example")];
+            let from = ip("127.0.1.51");
+            for target in ["/v1/auth/logout", "/v1/auth/logou%74", "/v1/%61uth/logout-everywhere"] {
+                let r = raw_request(app, from, "POST", target, &cross, Some(&json!({}))).await;
+                assert_eq!(r.status, 403, "cross-origin POST {target}");
+                assert_eq!(r.header("cache-control"), Some("no-store"), "{target}");
+            }
+            // The session survived every refused attempt.
+            app.me(&http, &cookie).await.expect(200);
+        })
+    })
+    .await;
+}

@@ -7,9 +7,9 @@
 //!   matched, so that neither ids nor scanners' URLs create new series; `method` is one
 //!   of the standard methods or `OTHER`.
 //! - Metric handles are created on a route's first request on each worker and reused:
-//!   after warm-up a request to a route without a `{segment}` costs one hash lookup of
-//!   its path, one counter increment and one histogram sample, without a lock; other
-//!   routes add the route lookup actix-web does for the pattern (`match_pattern()`).
+//!   after warm-up a request costs a walk of actix-web's resource map for its route (the
+//!   same lookup the guard makes), one hash lookup of the pattern, one counter increment
+//!   and one histogram sample, without a lock.
 //! - Analytics: a request whose session was validated (a [`SessionUser`] in its
 //!   extensions, put there by [`crate::extract::CurrentUser`]) marks its user active
 //!   today; a successful `POST /v1/auth/login` counts a session created.
@@ -52,9 +52,6 @@ const METHODS: [(Method, &str); 9] = [
 fn method_label(method: &Method) -> &'static str {
     METHODS.iter().find(|(m, _)| m == method).map_or("OTHER", |(_, label)| label)
 }
-
-/// How many static paths a worker remembers: more than the service has routes.
-const MAX_STATIC_PATHS: usize = 256;
 
 /// The handles of one route label, per worker: a few (method, status) pairs each.
 struct RouteSlot {
@@ -106,39 +103,25 @@ impl RouteSlot {
     }
 }
 
-/// One worker's route slots. `match_pattern()` walks actix-web's resource map and builds
-/// a `String` for every request; a path that is its own pattern (every route without a
-/// `{segment}`) is looked up here instead, by the path. The other paths still ask actix,
-/// then find their slot by pattern; unmatched paths share one slot.
+/// One worker's route slots, by the pattern of the matched route
+/// ([`crate::route::matched`]: a borrowed name, no allocation); unmatched paths share one
+/// slot, so the map holds at most one slot per route.
 #[derive(Default)]
 struct Routes {
-    by_static_path: HashMap<Box<str>, Rc<RouteSlot>>,
     by_pattern: HashMap<Rc<str>, Rc<RouteSlot>>,
     unmatched: Option<Rc<RouteSlot>>,
 }
 
 impl Routes {
     fn slot(&mut self, req: &ServiceRequest) -> Rc<RouteSlot> {
-        let path = req.path();
-        if let Some(slot) = self.by_static_path.get(path) {
-            return slot.clone();
-        }
-        let Some(pattern) = req.match_pattern() else {
+        let Some(pattern) = crate::route::matched(req.request()) else {
             return self.unmatched.get_or_insert_with(|| RouteSlot::new(UNMATCHED.into())).clone();
         };
-        let is_static = pattern == path;
-        let slot = match self.by_pattern.get(pattern.as_str()) {
-            Some(slot) => slot.clone(),
-            None => {
-                let slot = RouteSlot::new(pattern.into());
-                self.by_pattern.insert(slot.label.clone(), slot.clone());
-                slot
-            }
-        };
-        // Bounded: such paths are the patterns themselves.
-        if is_static && self.by_static_path.len() < MAX_STATIC_PATHS {
-            self.by_static_path.insert(path.into(), slot.clone());
+        if let Some(slot) = self.by_pattern.get(pattern) {
+            return slot.clone();
         }
+        let slot = RouteSlot::new(pattern.into());
+        self.by_pattern.insert(slot.label.clone(), slot.clone());
         slot
     }
 }

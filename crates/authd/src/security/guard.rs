@@ -1,5 +1,9 @@
 //! [`guard`]: the middleware in front of every route, and [`Security`], what it needs.
 //!
+//! Every decision keys on the route actix-web will dispatch the request to
+//! ([`crate::route::matched`]), never on the raw path, so that no spelling of a path
+//! (percent-encoded letters and the like) reaches a handler without its checks.
+//!
 //! In order, before any other work:
 //! 1. resolves the client address ([`super::client`]) and makes it the request's
 //!    `peer_addr`, so that logs, the flows (rate limits, the session's recorded address,
@@ -89,12 +93,12 @@ impl Security {
     }
 }
 
-/// The flow behind a path whose per-address limit the guard counts.
-fn limited_action(method: &Method, path: &str) -> Option<Action> {
+/// The flow behind a route whose per-address limit the guard counts.
+fn limited_action(method: &Method, route: Option<&str>) -> Option<Action> {
     if *method != Method::POST {
         return None;
     }
-    Some(match path {
+    Some(match route? {
         "/v1/auth/register" => Action::Register,
         "/v1/auth/resend-verification" => Action::ResendVerification,
         "/v1/auth/forgot-password" => Action::ForgotPassword,
@@ -115,10 +119,11 @@ fn counts(action: Action, status: StatusCode) -> bool {
     }
 }
 
-/// Paths a blocked address may still reach: health probes, and the admin API (guarded
-/// by its own token) so that an operator can always lift a block.
-fn exempt_from_blocks(path: &str) -> bool {
-    path.starts_with("/health/") || path.starts_with("/v1/admin/")
+/// Routes a blocked address may still reach: health probes, and the admin API (guarded
+/// by its own token) so that an operator can always lift a block. An unmatched path is
+/// not exempt.
+fn exempt_from_blocks(route: Option<&str>) -> bool {
+    route.is_some_and(|r| r.starts_with("/health/") || r.starts_with("/v1/admin/"))
 }
 
 /// The middleware (`App::wrap(from_fn(guard))`). Does nothing without a
@@ -135,17 +140,19 @@ pub async fn guard(
     };
 
     let client = security.client(peer.ip(), req.headers());
-    // Decided before the request is touched, without copying its path.
-    let exempt = exempt_from_blocks(req.path());
+    // Decided before the request is touched, on the route it will reach.
+    let route = crate::route::matched(req.request());
+    let exempt = exempt_from_blocks(route);
     let state_changing = CsrfPolicy::is_state_changing(req.method());
-    let action = security.inner.limits.then(|| limited_action(req.method(), req.path())).flatten();
+    let action = security.inner.limits.then(|| limited_action(req.method(), route)).flatten();
     if client.ip != peer.ip() {
         req.head_mut().peer_addr = Some(SocketAddr::new(client.ip, peer.port()));
     }
     req.extensions_mut().insert(client);
 
     if !exempt && security.abuse().blocked(client.ip).is_some() {
-        tracing::debug!(path = req.path(), "request from a blocked address refused");
+        let route = crate::route::matched(req.request());
+        tracing::debug!(route, "request from a blocked address refused");
         return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
     }
 
@@ -154,9 +161,10 @@ pub async fn guard(
         && !security.inner.csrf.allows(req.headers())
     {
         security.inner.csrf_rejections.increment(1);
+        let route = crate::route::matched(req.request());
         tracing::info!(
             method = %req.method(),
-            path = req.path(),
+            route,
             "cross-origin request with the session cookie refused"
         );
         return Ok(req.error_response(ApiError::Csrf).map_into_right_body());
@@ -184,19 +192,23 @@ mod tests {
     #[test]
     fn only_the_flows_without_an_address_are_counted_here() {
         let post = Method::POST;
-        assert_eq!(limited_action(&post, "/v1/auth/register"), Some(Action::Register));
-        assert_eq!(limited_action(&post, "/v1/auth/reset-password"), Some(Action::ResetPassword));
-        assert_eq!(limited_action(&post, "/v1/auth/login"), None, "the flow counts logins");
-        assert_eq!(limited_action(&Method::GET, "/v1/auth/register"), None);
+        assert_eq!(limited_action(&post, Some("/v1/auth/register")), Some(Action::Register));
+        assert_eq!(
+            limited_action(&post, Some("/v1/auth/reset-password")),
+            Some(Action::ResetPassword)
+        );
+        assert_eq!(limited_action(&post, Some("/v1/auth/login")), None, "the flow counts logins");
+        assert_eq!(limited_action(&Method::GET, Some("/v1/auth/register")), None);
+        assert_eq!(limited_action(&post, None), None);
         assert!(counts(Action::Register, StatusCode::ACCEPTED));
         assert!(!counts(Action::Register, StatusCode::BAD_REQUEST));
         assert!(!counts(Action::ForgotPassword, StatusCode::TOO_MANY_REQUESTS));
         assert!(counts(Action::ResetPassword, StatusCode::BAD_REQUEST));
         assert!(!counts(Action::ResetPassword, StatusCode::NO_CONTENT));
         assert!(!counts(Action::ResetPassword, StatusCode::SERVICE_UNAVAILABLE));
-        assert!(exempt_from_blocks("/health/ready"));
-        assert!(exempt_from_blocks("/v1/admin/ip-blocks"));
-        assert!(!exempt_from_blocks("/v1/auth/login"));
-        assert!(!exempt_from_blocks("/v1/administrator"));
+        assert!(exempt_from_blocks(Some("/health/ready")));
+        assert!(exempt_from_blocks(Some("/v1/admin/ip-blocks")));
+        assert!(!exempt_from_blocks(Some("/v1/auth/login")));
+        assert!(!exempt_from_blocks(None));
     }
 }
