@@ -446,11 +446,7 @@ impl AuthService {
         let Some(SessionWithUser { mut session, user }) =
             stores.sessions.get_with_user(&key).await?
         else {
-            // Well-formed but unknown (expired, revoked or guessed): evidence for the
-            // token-guessing detector, which counts distinct tokens per address.
-            if let Some(abuse) = &self.inner.abuse {
-                abuse.unknown_token(client.ip, &key.hash).await;
-            }
+            self.no_such_session(&key, client).await;
             return Err(AuthError::Unauthenticated);
         };
         let now = self.now();
@@ -573,13 +569,39 @@ impl AuthService {
         Ok(session)
     }
 
-    /// Ends the session of `token`. Idempotent: an unknown or malformed token is `Ok`.
+    /// A well-formed token named no session. Evidence for the token-guessing detector
+    /// only when its user id names no account either: every token of a session that
+    /// really existed (expired, logged out, revoked) names its account, and coming back
+    /// with one must never get an address blocked (a NAT shares it with many users). A
+    /// 256-bit secret cannot be guessed, so what is left to catch is noise with made-up
+    /// user ids. One profile read, on this failure path only.
+    async fn no_such_session(&self, key: &SessionKey, client: &ClientInfo) {
+        let Some(abuse) = &self.inner.abuse else { return };
+        match self.stores().users.get_user(key.user).await {
+            Ok(Some(_)) => {}
+            Ok(None) => abuse.unknown_token(client.ip, &key.hash).await,
+            // Not evidence either way; the request is refused regardless.
+            Err(e) => tracing::debug!(error = %Chain(&e), "token-guessing check skipped"),
+        }
+    }
+
+    /// Ends the session of `token`. Idempotent: an unknown or malformed token is `Ok` and
+    /// writes nothing anywhere.
     pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
+        self.logout_from(token, &ClientInfo::default()).await
+    }
+
+    /// [`AuthService::logout`] of a request from `client`: an unknown token also counts
+    /// for the token-guessing detector, as on any other route.
+    pub async fn logout_from(&self, token: &str, client: &ClientInfo) -> Result<(), AuthError> {
         let Ok(token) = SessionToken::parse(token) else {
             return Ok(());
         };
-        if self.stores().sessions.delete(&token.key()).await? {
+        let key = token.key();
+        if self.stores().sessions.delete(&key).await? {
             metrics::counter!("auth_sessions_revoked_total", "reason" => "logout").increment(1);
+        } else {
+            self.no_such_session(&key, client).await;
         }
         Ok(())
     }

@@ -14,6 +14,8 @@ use auth::AuthError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cookies::CookiePolicy;
+
 /// The body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -68,6 +70,10 @@ pub enum ApiError {
     /// A state-changing request carrying the session cookie from another origin (403).
     #[error("cross-origin request refused: state-changing requests must come from this site")]
     Csrf,
+    /// The session cookie names no live session (ended, expired or made up): 401
+    /// `unauthenticated`, and the cookie is cleared so that the browser stops sending it.
+    #[error("{}", AuthError::Unauthenticated)]
+    SessionEnded(CookiePolicy),
 }
 
 impl ApiError {
@@ -85,6 +91,7 @@ impl ApiError {
             ApiError::AdminUnauthorized => "admin_unauthorized",
             ApiError::IpBlocked => "ip_blocked",
             ApiError::Csrf => "csrf",
+            ApiError::SessionEnded(_) => AuthError::Unauthenticated.code(),
         }
     }
 
@@ -145,7 +152,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::AdminDisabled => StatusCode::NOT_FOUND,
-            ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::AdminUnauthorized | ApiError::SessionEnded(_) => StatusCode::UNAUTHORIZED,
             ApiError::IpBlocked | ApiError::Csrf => StatusCode::FORBIDDEN,
         }
     }
@@ -178,6 +185,9 @@ impl ResponseError for ApiError {
                     response.insert_header((header::HeaderName::from_static(name), value));
                 }
             }
+        }
+        if let ApiError::SessionEnded(policy) = self {
+            response.cookie(policy.removal_cookie());
         }
         if matches!(self, ApiError::AdminUnauthorized) {
             response.insert_header((

@@ -62,8 +62,14 @@ impl CurrentUser {
         let service = req.app_data::<web::Data<AuthService>>().cloned().ok_or_else(|| {
             ApiError::internal("CurrentUser needs web::Data<AuthService> in the app data")
         })?;
-        let token = cookie_policy(req).read(req).ok_or(AuthError::Unauthenticated)?;
-        let found = CurrentUser(service.validate(&token, &client_info(req)).await?);
+        let policy = cookie_policy(req);
+        let token = policy.read(req).ok_or(AuthError::Unauthenticated)?;
+        let found = match service.validate(&token, &client_info(req)).await {
+            Ok(found) => CurrentUser(found),
+            // A dead cookie: cleared in the answer, so the browser stops sending it.
+            Err(AuthError::Unauthenticated) => return Err(ApiError::SessionEnded(policy)),
+            Err(e) => return Err(e.into()),
+        };
         req.extensions_mut().insert(SessionUser(found.user.id));
         Ok(found)
     }

@@ -1092,3 +1092,165 @@ async fn blocks_and_csrf_hold_on_every_spelling() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 11, items 3 and 6: made-up and ended cookies
+// ---------------------------------------------------------------------------------------
+
+/// A session token in the cookie's format for `user`, naming no session.
+fn made_up_token(user: cache_core::UserId) -> String {
+    cache_core::SessionToken::generate(user).unwrap().encode()
+}
+
+/// A made-up token whose user id names no account either.
+fn random_token() -> String {
+    made_up_token(cache_core::UserId::random().unwrap())
+}
+
+/// The keys the redis-server on `port` holds, but the analytics' daily keys (flushed in
+/// the background from earlier requests), sorted. `KEYS` is fine on a test's own server.
+async fn redis_session_keys(port: u16) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut conn = tokio::io::BufReader::new(conn);
+    conn.get_mut().write_all(b"KEYS *\r\n").await.unwrap();
+    let mut line = String::new();
+    conn.read_line(&mut line).await.unwrap();
+    let n: usize = line.trim().trim_start_matches('*').parse().unwrap();
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        conn.read_line(&mut line).await.unwrap(); // $len
+        line.clear();
+        conn.read_line(&mut line).await.unwrap();
+        keys.push(line.trim_end().to_owned());
+    }
+    keys.retain(|k| !k.contains("{a:"));
+    keys.sort();
+    keys
+}
+
+/// How many rows the revocation journal holds.
+async fn journal_rows(env: &Env) -> usize {
+    use cache_core::RevocationJournal as _;
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    env.sql.revocations_since(epoch).await.unwrap().len()
+}
+
+/// 10,000 logouts with made-up cookies (random user ids, and a real user's id with a
+/// random secret) write nothing: no journal row, no Redis key, no publish. Then, with
+/// the abuse limits on, such logouts count as unknown tokens like on any other route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logouts_with_made_up_cookies_write_nothing() {
+    let Some(redis) = OwnRedis::start().await else { return };
+    let mut env = Env::new().await;
+    let url = redis.url();
+    env.start(|s| {
+        s.redis.url = Some(url.clone().into());
+        s.abuse.enabled = false;
+    })
+    .await;
+    let url = redis.url();
+    env.start(move |s| s.redis.url = Some(url.into())).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let (app, guarded) = (env.at(0), env.at(1));
+            let http = reqwest::Client::new();
+            let (_, cookie) = env.session(0, &client_from(None)).await;
+            let me = app.me(&http, &cookie).await;
+            let user: cache_core::UserId = me.body["user"]["id"].as_str().unwrap().parse().unwrap();
+            let (rows, keys) = (journal_rows(env).await, redis_session_keys(redis.port).await);
+
+            use futures::StreamExt as _;
+            let logouts = futures::stream::iter(0..10_000).map(|i| {
+                let token = if i % 2 == 0 { random_token() } else { made_up_token(user) };
+                let request = http
+                    .post(app.url("/v1/auth/logout"))
+                    .header("cookie", format!("session={token}"));
+                async move { request.send().await.map(|r| r.status().as_u16()) }
+            });
+            let statuses: Vec<_> = logouts.buffer_unordered(32).collect().await;
+            assert!(statuses.iter().all(|s| matches!(s, Ok(204))), "every logout answers 204");
+            assert_eq!(journal_rows(env).await, rows, "no journal row for a made-up cookie");
+            assert_eq!(
+                redis_session_keys(redis.port).await,
+                keys,
+                "no Redis key for a made-up cookie"
+            );
+            app.me(&http, &cookie).await.expect(200);
+
+            // A real logout still journals and reaches every tier.
+            send(
+                http.post(app.url("/v1/auth/logout")).header("cookie", format!("session={cookie}")),
+            )
+            .await
+            .expect(204);
+            assert_eq!(journal_rows(env).await, rows + 1);
+            guarded.me(&http, &cookie).await.expect_error(401, "unauthenticated");
+
+            // With the limits on, made-up logouts are token guesses: 20 block the address.
+            let guesser = client_from(Some(ip("127.0.1.60")));
+            for _ in 0..20 {
+                let logout = guesser
+                    .post(guarded.url("/v1/auth/logout"))
+                    .header("cookie", format!("session={}", random_token()));
+                send(logout).await.expect(204);
+            }
+            guarded.me(&guesser, &random_token()).await.expect_error(403, "ip_blocked");
+        })
+    })
+    .await;
+}
+
+/// 200 cookies of sessions that really existed and ended (100 logged out, 100 expired),
+/// all from one shared address: each is refused and cleared (`Max-Age=0`), and the
+/// address is never blocked. Made-up tokens past the threshold still block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_never_block_a_shared_address() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let http = client_from(None);
+            let email = random_email();
+            env.verified(0, &email).await;
+            let mut cookies = Vec::new();
+            for _ in 0..200 {
+                let login = app.login(&http, &email, PASSWORD).await;
+                cookies.push(login.session_cookie().expect("a session"));
+            }
+            for cookie in &cookies[..100] {
+                let logout = http
+                    .post(app.url("/v1/auth/logout"))
+                    .header("cookie", format!("session={cookie}"));
+                send(logout).await.expect(204);
+            }
+            // Past the idle timeout (7 days): the other 100 expired.
+            env.clock.advance(chrono::Duration::days(8));
+
+            let nat = client_from(Some(ip("127.0.1.70")));
+            for cookie in &cookies {
+                let refused = app.me(&nat, cookie).await;
+                refused.expect_error(401, "unauthenticated");
+                let cleared = refused.headers.get_all("set-cookie").iter().any(|v| {
+                    let v = v.to_str().unwrap_or_default();
+                    v.starts_with("session=;") && v.contains("Max-Age=0")
+                });
+                assert!(cleared, "the dead cookie is cleared: {:?}", refused.headers);
+            }
+            // Everyone behind that address can still sign in.
+            let login = app.login(&nat, &email, PASSWORD).await;
+            login.expect(200);
+            app.me(&nat, &login.session_cookie().unwrap()).await.expect(200);
+
+            // Noise with made-up user ids is still caught.
+            let guesser = client_from(Some(ip("127.0.1.71")));
+            for _ in 0..20 {
+                app.me(&guesser, &random_token()).await.expect_error(401, "unauthenticated");
+            }
+            app.me(&guesser, &random_token()).await.expect_error(403, "ip_blocked");
+        })
+    })
+    .await;
+}

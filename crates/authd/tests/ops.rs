@@ -970,8 +970,20 @@ async fn janitor_over_100k(setup: Setup) {
     }
     // One journal row older than any session could live (written 40 days ago).
     app.clock.set(now - Span::days(40));
-    let gone = SessionToken::generate(UserId::random().unwrap()).unwrap().key();
-    app.sql.delete(&gone).await.unwrap();
+    let then = app.clock.now();
+    let gone = Session {
+        key: SessionToken::generate(UserId::random().unwrap()).unwrap().key(),
+        created_at: then,
+        renewed_at: then,
+        expires_at: then + Span::days(7),
+        absolute_expires_at: then + Span::days(30),
+        user_agent: None,
+        ip: None,
+        version: 0,
+    };
+    // Only a session that existed is journaled when revoked.
+    app.sql.create(&gone).await.unwrap();
+    assert!(app.sql.delete(&gone.key).await.unwrap());
     app.clock.set(now);
     eprintln!("janitor ({setup:?}): seeded in {:?}", started.elapsed());
 

@@ -233,6 +233,12 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
 
     async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
         let deleted = self.back.delete(key).await?;
+        // The back is the authority, and caches only hold what it held: when it had no
+        // such session there is nothing to evict, and a made-up token must not write
+        // tombstones (or publish) in the front.
+        if !deleted {
+            return Ok(false);
+        }
         if let Err(e) = self.front.delete(key).await {
             self.front_write_failed("delete", &e);
         }
@@ -245,6 +251,9 @@ impl<F: SessionStore, B: SessionStore> SessionStore for Tiered<F, B> {
         keep: Option<TokenHash>,
     ) -> StoreResult<u64> {
         let deleted = self.back.delete_user_sessions(user, keep).await?;
+        if deleted == 0 {
+            return Ok(0);
+        }
         if let Err(e) = self.front.delete_user_sessions(user, keep).await {
             self.front_write_failed("delete_user_sessions", &e);
         }
@@ -529,6 +538,19 @@ mod tests {
         back.expect_delete().returning(|_| Err(StoreError::unavailable("sql down")));
         front.expect_delete().never();
         assert!(Tiered::new(front, back).delete(&s.key).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn deleting_what_the_authority_never_had_writes_nothing_in_the_front() {
+        let s = session();
+        let (mut front, mut back) = mocks();
+        back.expect_delete().times(1).returning(|_| Ok(false));
+        back.expect_delete_user_sessions().times(1).returning(|_, _| Ok(0));
+        front.expect_delete().never();
+        front.expect_delete_user_sessions().never();
+        let tiered = Tiered::new(front, back);
+        assert!(!tiered.delete(&s.key).await.unwrap());
+        assert_eq!(tiered.delete_user_sessions(s.key.user, None).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -348,7 +348,13 @@ impl SessionStore for SqlStore {
                     )
                     .execute(conn)
                     .await?;
-                    // Journaled even when nothing was here: a cache may still hold it.
+                    // Nothing to journal when no session was here: the session never
+                    // existed (a made-up token, which must cost no state anywhere), or
+                    // its deletion was journaled when it happened. Caches only ever hold
+                    // sessions this table held.
+                    if n == 0 {
+                        return Ok(false);
+                    }
                     diesel::insert_into(session_revocations::table)
                         .values((
                             session_revocations::user_id.eq(user),
@@ -357,7 +363,7 @@ impl SessionStore for SqlStore {
                         ))
                         .execute(conn)
                         .await?;
-                    Ok(n > 0)
+                    Ok(true)
                 }
                 .scope_boxed()
             })
@@ -388,6 +394,10 @@ impl SessionStore for SqlStore {
                     .returning((sessions::expires_at, sessions::absolute_expires_at))
                     .load::<(Ts, Ts)>(conn)
                     .await?;
+                    // No row, no fence: as for `delete`, there is nothing a cache can hold.
+                    if expiries.is_empty() {
+                        return Ok(0);
+                    }
                     diesel::insert_into(session_revocations::table)
                         .values((
                             session_revocations::user_id.eq(user),

@@ -62,6 +62,7 @@ on_both_backends!(
     mark_email_verified_only_for_the_current_email,
     profiles_written_through_the_cache_cannot_log_in,
     journal_records_every_revocation_oldest_first,
+    revoking_nothing_journals_nothing,
     prune_journal_drops_old_rows_only,
     put_racing_a_revocation_never_revives,
     recent_sessions_are_live_and_most_recently_renewed,
@@ -177,6 +178,16 @@ async fn journal_records_every_revocation_oldest_first(store: &SqlStore, clock: 
     assert!(store.list_user_sessions(user).await.unwrap().is_empty());
 }
 
+/// A revocation of what was never there journals nothing (a made-up token must cost no
+/// state), and returns that nothing was deleted.
+async fn revoking_nothing_journals_nothing(store: &SqlStore, clock: &ManualClock) {
+    let start = clock.now();
+    let never = sample_session(clock, random_user());
+    assert!(!store.delete(&never.key).await.unwrap());
+    assert_eq!(store.delete_user_sessions(never.key.user, None).await.unwrap(), 0);
+    assert_eq!(store.revocations_since(start).await.unwrap(), vec![]);
+}
+
 async fn prune_journal_drops_old_rows_only(store: &SqlStore, clock: &ManualClock) {
     let start = clock.now();
     let old = sample_session(clock, random_user());
@@ -184,6 +195,7 @@ async fn prune_journal_drops_old_rows_only(store: &SqlStore, clock: &ManualClock
     store.delete(&old.key).await.unwrap();
     clock.advance(Span::hours(1));
     let recent = sample_session(clock, random_user());
+    store.create(&recent).await.unwrap();
     store.delete(&recent.key).await.unwrap();
 
     assert_eq!(store.prune_journal(clock.now() - Span::minutes(30)).await.unwrap(), 1);

@@ -160,7 +160,7 @@ pub async fn logout(
     policy: web::Data<CookiePolicy>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(token) = policy.read(&req) {
-        service.logout(&token).await?;
+        service.logout_from(&token, &client_info(&req)).await?;
     }
     Ok(cleared(&policy, HttpResponse::NoContent()))
 }
