@@ -32,8 +32,7 @@ use crate::routes;
         routes::me::list_sessions,
         routes::me::revoke_session,
         routes::ops::live,
-        routes::ops::ready,
-        routes::ops::metrics,
+        routes::ops::ready_status,
         routes::analytics::analytics,
         routes::admin::user_sessions,
         routes::admin::revoke_user_sessions,
@@ -131,7 +130,6 @@ mod tests {
             "/v1/sessions/{id}",
             "/health/live",
             "/health/ready",
-            "/metrics",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }

@@ -95,6 +95,11 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// Largest accepted JSON request body, in bytes.
     pub json_limit_bytes: usize,
+    /// Address of the operations listener (`/metrics`, the detailed `/health/ready`),
+    /// kept off the public listener because metrics tell who has an account. Loopback by
+    /// default; `""` or `"off"` serves no metrics at all.
+    #[serde(deserialize_with = "optional_addr")]
+    pub ops_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -104,7 +109,19 @@ impl Default for ServerSettings {
             workers: 0,
             shutdown_timeout_secs: 30,
             json_limit_bytes: 16 * 1024,
+            ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
         }
+    }
+}
+
+/// A socket address, or `None` for `""` / `"off"`.
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let raw = String::deserialize(d)?;
+    match raw.trim() {
+        "" | "off" => Ok(None),
+        addr => addr.parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!("{addr:?} is not host:port (or \"off\"): {e}"))
+        }),
     }
 }
 
@@ -689,11 +706,31 @@ mod tests {
         assert_eq!(s.mail.dir, PathBuf::from("data/mail"));
         assert!(!s.cookie.secure);
         assert_eq!(s.public_base_url(), "http://127.0.0.1:8080");
+        // Metrics are served on loopback only, never on the public listener by default.
+        assert_eq!(s.server.ops_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
         let cfg = s.auth_config();
         let d = auth::AuthConfig::default();
         assert_eq!(cfg.session_idle, d.session_idle);
         assert_eq!(cfg.session_absolute, d.session_absolute);
         assert_eq!(cfg.argon2, d.argon2);
+    }
+
+    #[test]
+    fn the_operations_listener_can_move_or_be_turned_off() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let load = || Settings::from_figment(Settings::figment().unwrap());
+            jail.set_env("AUTHD_SERVER__OPS_LISTEN", "10.0.0.5:9100");
+            assert_eq!(load().unwrap().server.ops_listen, Some("10.0.0.5:9100".parse().unwrap()));
+            jail.set_env("AUTHD_SERVER__OPS_LISTEN", "off");
+            assert_eq!(load().unwrap().server.ops_listen, None);
+            jail.set_env("AUTHD_SERVER__OPS_LISTEN", "");
+            assert_eq!(load().unwrap().server.ops_listen, None);
+            jail.set_env("AUTHD_SERVER__OPS_LISTEN", "localhost");
+            let e = format!("{:#}", load().unwrap_err());
+            assert!(e.contains("ops_listen"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

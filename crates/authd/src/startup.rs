@@ -30,6 +30,9 @@ use crate::telemetry;
 pub struct Application {
     local_addr: SocketAddr,
     server: Server,
+    /// The operations listener's address and server (`server.ops_listen`).
+    ops_addr: Option<SocketAddr>,
+    ops_server: Option<Server>,
     service: AuthService,
     backends: Backends,
     ops: Ops,
@@ -173,13 +176,23 @@ impl ApplicationBuilder {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let local_addr = listener.local_addr()?;
         let server = server(settings, listener, &parts)?;
+        let (ops_addr, ops_server) = match settings.server.ops_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (server.ops_listen)"))?;
+                let ops_addr = listener.local_addr()?;
+                tracing::info!(address = %ops_addr, "operations listener (/metrics) up");
+                (Some(ops_addr), Some(ops_server(settings, listener, &parts)?))
+            }
+            None => (None, None),
+        };
         tracing::info!(
             address = %local_addr,
             public_base_url = settings.public_base_url(),
             "authd listening"
         );
         let Parts { service, backends, ops, .. } = parts;
-        Ok(Application { local_addr, server, service, backends, ops })
+        Ok(Application { local_addr, server, ops_addr, ops_server, service, backends, ops })
     }
 }
 
@@ -243,7 +256,13 @@ impl Application {
         self.local_addr
     }
 
-    /// Stops the server (gracefully with `stop(true)`) from outside.
+    /// The operations listener's address (`/metrics`, detailed readiness), when on.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
+    }
+
+    /// Stops the server (gracefully with `stop(true)`) from outside; the operations
+    /// listener stops after it.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
@@ -266,8 +285,20 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`Application::handle`]`.stop`), then lets
     /// in-flight requests finish within `server.shutdown_timeout_secs`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { server, backends, ops, .. } = self;
+        let Application { server, ops_server, backends, ops, .. } = self;
+        // The operations listener lives as long as the public one: metrics of the last
+        // requests stay scrapable while they finish.
+        let ops_server = ops_server.map(|server| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = server.await;
+        if let Some((handle, task)) = ops_server {
+            handle.stop(true).await;
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the operations listener stopped with an error");
+            }
+        }
         tracing::info!("authd stopped");
         // The listener and the Redis tasks stop with the stores, after the last request.
         // The analytics of the last seconds, before the stores go.
@@ -355,6 +386,27 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
+    Ok(server.listen(listener)?.run())
+}
+
+/// The operations server on `listener`: metrics and detailed readiness, one worker,
+/// no guard (it is not the public listener).
+fn ops_server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::Result<Server> {
+    let readiness = web::Data::new(parts.backends.readiness.clone());
+    let metrics = web::Data::new(parts.metrics.clone());
+    let ops = web::Data::new(parts.ops.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(readiness.clone())
+            .app_data(metrics.clone())
+            .app_data(ops.clone())
+            .configure(routes::configure_ops)
+            .default_service(web::to(error::not_found))
+    })
+    .workers(1)
+    // SIGTERM stops the public server, which then stops this one.
+    .disable_signals()
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
     Ok(server.listen(listener)?.run())
 }
 

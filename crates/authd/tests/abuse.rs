@@ -192,6 +192,7 @@ impl Env {
     async fn start(&mut self, tweak: impl FnOnce(&mut Settings)) -> usize {
         let mut settings = Settings::default();
         settings.server.listen = "127.0.0.1:0".parse().unwrap();
+        settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
         settings.server.workers = 2;
         settings.server.shutdown_timeout_secs = 1;
         settings.mail.dir = self.mail.0.clone();

@@ -60,6 +60,8 @@ impl Drop for TempDir {
 /// The running app and what a test needs to drive it.
 struct TestApp {
     base: String,
+    /// The operations listener (`/metrics`, detailed readiness).
+    ops_base: String,
     http: reqwest::Client,
     clock: Arc<ManualClock>,
     mail_dir: TempDir,
@@ -158,6 +160,7 @@ fn init_logs() {
 fn base_settings(mail_dir: &Path) -> Settings {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
     settings.server.workers = 2;
     settings.server.shutdown_timeout_secs = 1;
     settings.mail.dir = mail_dir.to_path_buf();
@@ -195,6 +198,7 @@ async fn spawn_app_with(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Opti
         Application::builder(settings).clock(clock.clone()).sql_store(sql).insecure_fast_hashing();
     let app = builder.build().await.expect("the app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let ops_base = format!("http://{}", app.ops_addr().expect("the operations listener is on"));
     let handle = app.handle();
     let task = tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::builder()
@@ -204,6 +208,7 @@ async fn spawn_app_with(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Opti
         .unwrap();
     Some(TestApp {
         base,
+        ops_base,
         http,
         clock,
         mail_dir,
@@ -274,6 +279,11 @@ impl TestApp {
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
         self.send(self.with_cookie(self.http.get(self.url(path)), cookie)).await
+    }
+
+    /// GET on the operations listener.
+    async fn ops_get(&self, path: &str) -> Resp {
+        self.send(self.http.get(format!("{}{path}", self.ops_base))).await
     }
 
     async fn delete(&self, path: &str, cookie: Option<&str>) -> Resp {
@@ -1127,7 +1137,11 @@ mod flows {
         live.expect(200);
         assert_eq!(live.body["status"], "ok");
 
-        let ready = app.get("/health/ready", None).await;
+        // The public listener tells the status alone; the details are for operators.
+        let public = app.get("/health/ready", None).await;
+        public.expect(200);
+        assert_eq!(public.body, serde_json::json!({"status": "ok"}), "{}", public.text);
+        let ready = app.ops_get("/health/ready").await;
         ready.expect(200);
         assert_eq!(ready.body["status"], "ok", "{}", ready.text);
         let tiers = ready.body["tiers"].as_object().unwrap();
@@ -1143,7 +1157,8 @@ mod flows {
 
         // Traffic first, so that the flow counters exist.
         app.signup().await;
-        let metrics = app.get("/metrics", None).await;
+        app.get("/metrics", None).await.expect_error(404, "not_found");
+        let metrics = app.ops_get("/metrics").await;
         metrics.expect(200);
         assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
         assert!(metrics.text.contains("auth_logins_total"), "{}", metrics.text);
@@ -1284,7 +1299,7 @@ async fn redis_down_is_degraded_not_fatal() {
     };
     app.run(|app| {
         Box::pin(async move {
-            let ready = app.get("/health/ready", None).await;
+            let ready = app.ops_get("/health/ready").await;
             ready.expect(200);
             assert_eq!(ready.body["status"], "degraded", "{}", ready.text);
             assert_eq!(ready.body["tiers"]["redis"]["status"], "down");

@@ -100,6 +100,7 @@ async fn sql_store(setup: Setup, clock: &Arc<ManualClock>) -> Option<SqlStore> {
 fn settings_for(setup: Setup, mail_dir: &Path) -> Option<Settings> {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
     settings.server.workers = 2;
     settings.server.shutdown_timeout_secs = 1;
     settings.mail.dir = mail_dir.to_path_buf();
@@ -121,6 +122,8 @@ fn settings_for(setup: Setup, mail_dir: &Path) -> Option<Settings> {
 /// A running app and handles on its parts.
 struct TestApp {
     base: String,
+    /// The operations listener (`/metrics`, detailed readiness).
+    ops_base: String,
     http: reqwest::Client,
     clock: Arc<ManualClock>,
     ops: Ops,
@@ -166,6 +169,7 @@ async fn start(
         .await
         .expect("the app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let ops_base = format!("http://{}", app.ops_addr().expect("the operations listener is on"));
     let ops = app.ops().clone();
     let service = app.service().clone();
     let memory = app.backends().memory.clone();
@@ -177,7 +181,20 @@ async fn start(
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    TestApp { base, http, clock, ops, service, sql, memory, redis, mail_dir, handle, task }
+    TestApp {
+        base,
+        ops_base,
+        http,
+        clock,
+        ops,
+        service,
+        sql,
+        memory,
+        redis,
+        mail_dir,
+        handle,
+        task,
+    }
 }
 
 /// Starts the app for `setup` (`None` after a skip line), with `tweak` applied to the
@@ -199,6 +216,11 @@ impl TestApp {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// GET on the operations listener.
+    async fn ops_get(&self, path: &str) -> Resp {
+        self.send(self.http.get(format!("{}{path}", self.ops_base))).await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
@@ -241,7 +263,7 @@ impl TestApp {
     }
 
     async fn metrics(&self) -> Metrics {
-        let resp = self.get("/metrics", None).await;
+        let resp = self.ops_get("/metrics").await;
         resp.expect(200);
         Metrics::parse(&resp.text)
             .unwrap_or_else(|e| panic!("/metrics is not Prometheus text: {e}"))
@@ -768,7 +790,7 @@ impl Drop for RedisServer {
 async fn wait_ready_status(app: &TestApp, want: &str, within: Duration) -> Value {
     let start = Instant::now();
     loop {
-        let resp = app.get("/health/ready", None).await;
+        let resp = app.ops_get("/health/ready").await;
         if resp.body["status"] == want {
             // Degraded and ok are both "ready": 200.
             resp.expect(200);
@@ -841,7 +863,7 @@ async fn ready_is_degraded_while_its_redis_is_killed_and_ok_when_it_returns() {
         app.post("/v1/auth/login", json!({"email": email, "password": PASSWORD}), None)
             .await
             .expect(200);
-        let resp = app.get("/health/ready", None).await;
+        let resp = app.ops_get("/health/ready").await;
         resp.expect(200);
         if resp.body["status"] == "ok" {
             break resp.body;

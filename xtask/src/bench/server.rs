@@ -32,6 +32,8 @@ pub struct Server {
     /// The configuration it runs with.
     pub config: ServerConfig,
     port: u16,
+    /// The operations listener (`/metrics`).
+    ops_port: u16,
     child: Child,
 }
 
@@ -45,6 +47,7 @@ impl Server {
     /// `run_dir/logs/authd-{name}.log`, and waits until `/health/ready` says `ok`.
     pub fn start(bin: &Path, config: ServerConfig, run_dir: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
+        let ops_port = free_port()?;
         let logs = run_dir.join("logs");
         std::fs::create_dir_all(&logs)?;
         let log = std::fs::File::create(logs.join(format!("authd-{}.log", config.name)))?;
@@ -60,6 +63,7 @@ impl Server {
         cmd.current_dir(run_dir)
             .env("RUST_LOG", "warn")
             .env("AUTHD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("AUTHD_SERVER__OPS_LISTEN", format!("127.0.0.1:{ops_port}"))
             .env("DATABASE_URL", &config.database_url)
             .env("AUTHD_REDIS__KEY_PREFIX", &config.key_prefix)
             .env("AUTHD_MEMORY__ENABLED", config.memory_entries.is_some().to_string())
@@ -78,7 +82,7 @@ impl Server {
             cmd.env("REDIS_URL", url);
         }
         let child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut server = Self { config, port, child };
+        let mut server = Self { config, port, ops_port, child };
         server.wait_ready()?;
         Ok(server)
     }
@@ -107,7 +111,7 @@ impl Server {
 
     /// The counters of `/metrics`.
     pub fn metrics(&self) -> anyhow::Result<Metrics> {
-        let (status, body) = http_get(self.port, "/metrics")?;
+        let (status, body) = http_get(self.ops_port, "/metrics")?;
         anyhow::ensure!(status == 200, "/metrics answered {status}");
         Ok(Metrics::parse(&body))
     }

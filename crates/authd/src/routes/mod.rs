@@ -72,14 +72,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
     cfg.service(v1)
         .service(root("/health/live").route(web::get().to(ops::live)))
-        .service(root("/health/ready").route(web::get().to(ops::ready)))
-        .service(root("/metrics").route(web::get().to(ops::metrics)))
+        .service(root("/health/ready").route(web::get().to(ops::ready_status)))
         .service(root("/openapi.json").route(web::get().to(ops::openapi_json)))
         .service(root("/verify-email").route(web::get().to(pages::verify_email_page)))
         .service(root("/reset-password").route(web::get().to(pages::reset_password_page)))
         .service(root("/assets/auth-pages.js").route(web::get().to(pages::script)));
     #[cfg(feature = "bench-routes")]
     cfg.configure(crate::bench_routes::configure);
+}
+
+/// Mounts the operations listener's routes (`server.ops_listen`, loopback by default):
+/// Prometheus metrics and the detailed readiness report, which tell more about the
+/// deployment (and, through counters, about accounts) than the public may know.
+pub fn configure_ops(cfg: &mut web::ServiceConfig) {
+    cfg.service(root("/health/live").route(web::get().to(ops::live)))
+        .service(root("/health/ready").route(web::get().to(ops::ready)))
+        .service(root("/metrics").route(web::get().to(ops::metrics)));
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi as _, ToSchema};
 
-use crate::health::{Readiness, ReadyReport};
+use crate::health::Readiness;
 use crate::openapi::ApiDoc;
 use crate::ops::Ops;
 
@@ -26,30 +26,45 @@ pub async fn live() -> HttpResponse {
     no_store(&mut HttpResponse::Ok()).json(LiveReport { status: "ok".to_owned() })
 }
 
-/// Readiness: each tier's state. 200 when SQL answers (`ok`, or `degraded` when a cache
-/// tier is down), 503 when SQL does not.
+/// The body of the public `GET /health/ready`: the status alone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadyStatus {
+    /// `ok`, `degraded` (a cache tier is down) or `unavailable` (SQL is down).
+    pub status: String,
+}
+
+/// Readiness: 200 when SQL answers (`ok`, or `degraded` when a cache tier is down), 503
+/// when SQL does not. The public listener answers the status alone; each tier's state
+/// (pool sizes, Redis memory, backend names) is on the operations listener.
 #[utoipa::path(
     get, path = "/health/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready (`ok` or `degraded`)", body = ReadyReport),
-        (status = 503, description = "SQL is unavailable", body = ReadyReport),
+        (status = 200, description = "Ready (`ok` or `degraded`)", body = ReadyStatus),
+        (status = 503, description = "SQL is unavailable", body = ReadyStatus),
     )
 )]
+pub async fn ready_status(readiness: web::Data<Readiness>) -> HttpResponse {
+    let report = readiness.report().await;
+    ready_response(&report.status).json(ReadyStatus { status: report.status })
+}
+
+/// Readiness with each tier's state, on the operations listener.
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     let report = readiness.report().await;
-    let mut response = if report.status == "unavailable" {
+    ready_response(&report.status).json(report)
+}
+
+fn ready_response(status: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = if status == "unavailable" {
         HttpResponse::ServiceUnavailable()
     } else {
         HttpResponse::Ok()
     };
-    no_store(&mut response).json(report)
+    no_store(&mut response);
+    response
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
-)]
+/// Prometheus metrics in the text exposition format, on the operations listener.
 pub async fn metrics(
     handle: web::Data<PrometheusHandle>,
     ops: Option<web::Data<Ops>>,
