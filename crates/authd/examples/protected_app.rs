@@ -45,8 +45,12 @@ async fn main() -> anyhow::Result<()> {
     let service = web::Data::new(parts.service.clone());
     let cookie_policy = web::Data::new(parts.cookie_policy);
 
+    let security = parts.security.clone();
+
     HttpServer::new(move || {
         App::new()
+            // authd's guard: client address (trusted proxies), IP blocks, CSRF.
+            .wrap(security.guard())
             .app_data(service.clone())
             .app_data(cookie_policy.clone())
             .route("/", web::get().to(home))

@@ -1387,8 +1387,11 @@ async fn extractor_and_middleware_protect_another_app() {
     let cookie = format!("session={}", login.token.encode());
 
     static PRIVATE_CALLS: AtomicUsize = AtomicUsize::new(0);
+    let security = parts.security.clone();
     let app = atest::init_service(
         App::new()
+            // One line: the same client-address, IP-block and CSRF protection as authd.
+            .wrap(parts.security.guard())
             .app_data(web::Data::new(service.clone()))
             .app_data(web::Data::new(CookiePolicy::insecure_plain_http()))
             .route(
@@ -1403,13 +1406,24 @@ async fn extractor_and_middleware_protect_another_app() {
                     HttpResponse::Ok().body(if user.is_some() { "in" } else { "out" })
                 }),
             )
-            .service(web::scope("/private").wrap(RequireSession).route(
-                "/area",
-                web::get().to(|user: CurrentUser| async move {
-                    PRIVATE_CALLS.fetch_add(1, Ordering::SeqCst);
-                    HttpResponse::Ok().body(user.session().key.hash.to_hex())
-                }),
-            )),
+            .service(
+                web::scope("/private")
+                    .wrap(RequireSession)
+                    .route(
+                        "/area",
+                        web::get().to(|user: CurrentUser| async move {
+                            PRIVATE_CALLS.fetch_add(1, Ordering::SeqCst);
+                            HttpResponse::Ok().body(user.session().key.hash.to_hex())
+                        }),
+                    )
+                    .route(
+                        "/action",
+                        web::post().to(|_: CurrentUser| async move {
+                            PRIVATE_CALLS.fetch_add(1, Ordering::SeqCst);
+                            HttpResponse::NoContent().finish()
+                        }),
+                    ),
+            ),
     )
     .await;
 
@@ -1446,6 +1460,33 @@ async fn extractor_and_middleware_protect_another_app() {
     assert_eq!(PRIVATE_CALLS.load(Ordering::SeqCst), 1);
     let maybe = atest::call_service(&app, call("/maybe", Some(cookie.clone()))).await;
     assert_eq!(atest::read_body(maybe).await, "in".as_bytes());
+
+    // The guard: a cross-origin POST with the cookie never reaches the handler ...
+    let peer: std::net::SocketAddr = "127.0.0.9:5000".parse().unwrap();
+    let post = |origin: &'static str| {
+        atest::TestRequest::post()
+            .uri("/private/action")
+            .peer_addr(peer)
+            .insert_header(("cookie", cookie.clone()))
+            .insert_header(("origin", origin))
+            .to_request()
+    };
+    let csrf = atest::call_service(&app, post("https://evil.example")).await;
+    assert_eq!(csrf.status(), 403);
+    let body: Value = atest::read_body_json(csrf).await;
+    assert_eq!(body["error"]["code"], "csrf");
+    assert_eq!(PRIVATE_CALLS.load(Ordering::SeqCst), 1);
+    let same = atest::call_service(&app, post("http://127.0.0.1:8080")).await;
+    assert_eq!(same.status(), 204);
+    assert_eq!(PRIVATE_CALLS.load(Ordering::SeqCst), 2);
+    // ... and a blocked address reaches nothing.
+    let net = cache_core::Cidr::host(peer.ip());
+    security.abuse().block(net, None, cache_core::BlockReason::Manual).await.unwrap();
+    let blocked = atest::call_service(&app, post("http://127.0.0.1:8080")).await;
+    assert_eq!(blocked.status(), 403);
+    let body: Value = atest::read_body_json(blocked).await;
+    assert_eq!(body["error"]["code"], "ip_blocked");
+    assert_eq!(PRIVATE_CALLS.load(Ordering::SeqCst), 2);
 
     // A logout through the flows is seen by the other app at once.
     service.logout(&login.token.encode()).await.unwrap();

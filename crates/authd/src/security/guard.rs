@@ -17,16 +17,19 @@
 //!    (register, resend verification, forgot and reset password), refusing with 429 over
 //!    the limit, and releases the attempt afterwards when it must not count.
 
+use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, web};
 use auth::{Abuse, Action};
 use cache_core::Cidr;
+use futures::future::LocalBoxFuture;
 
 use super::client::{ClientAddr, resolve};
 use super::csrf::CsrfPolicy;
@@ -126,17 +129,31 @@ fn exempt_from_blocks(route: Option<&str>) -> bool {
     route.is_some_and(|r| r.starts_with("/health/") || r.starts_with("/v1/admin/"))
 }
 
-/// The middleware (`App::wrap(from_fn(guard))`). Does nothing without a
-/// `web::Data<Security>` in the app data.
+/// The middleware (`App::wrap(from_fn(guard))`), reading its [`Security`] from the app
+/// data. Does nothing without a `web::Data<Security>` there. Other apps use
+/// [`Security::guard`], which carries its own.
 pub async fn guard(
-    mut req: ServiceRequest,
+    req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(security) = req.app_data::<web::Data<Security>>().cloned() else {
+    let Some(security) = req.app_data::<web::Data<Security>>().map(|d| d.get_ref().clone()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
+    run(&security, req, |req| next.call(req)).await
+}
+
+/// The guard's work around `call`, the rest of the chain.
+async fn run<B, F, Fut>(
+    security: &Security,
+    mut req: ServiceRequest,
+    call: F,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error>
+where
+    F: FnOnce(ServiceRequest) -> Fut,
+    Fut: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
     let Some(peer) = req.peer_addr() else {
-        return Ok(next.call(req).await?.map_into_left_body());
+        return Ok(call(req).await?.map_into_left_body());
     };
 
     let client = security.client(peer.ip(), req.headers());
@@ -171,18 +188,73 @@ pub async fn guard(
     }
 
     let Some(action) = action else {
-        return Ok(next.call(req).await?.map_into_left_body());
+        return Ok(call(req).await?.map_into_left_body());
     };
     let permits = match security.abuse().check_address(action, client.ip).await {
         Ok(permits) => permits,
         Err(e) => return Ok(req.error_response(ApiError::Auth(e)).map_into_right_body()),
     };
-    let response = next.call(req).await;
+    let response = call(req).await;
     match &response {
         Ok(r) if counts(action, r.status()) => permits.keep(),
         _ => security.abuse().release(permits).await,
     }
     Ok(response?.map_into_left_body())
+}
+
+impl Security {
+    /// The guard as a middleware that carries this state: what another actix-web app
+    /// that shares the stores ([`crate::ApplicationBuilder::build_parts`]) wraps around
+    /// its routes for the same client-address, IP-block, CSRF and per-address-limit
+    /// protection as `authd`, in one line: `App::new().wrap(parts.security.guard())`.
+    pub fn guard(&self) -> Guard {
+        Guard { security: self.clone() }
+    }
+}
+
+/// The middleware factory [`Security::guard`] returns.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    security: Security,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Guard
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = GuardService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(GuardService { service: Rc::new(service), security: self.security.clone() }))
+    }
+}
+
+/// The service [`Guard`] wraps around the inner one.
+pub struct GuardService<S> {
+    service: Rc<S>,
+    security: Security,
+}
+
+impl<S, B> Service<ServiceRequest> for GuardService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let (service, security) = (self.service.clone(), self.security.clone());
+        Box::pin(async move { run(&security, req, |req| service.call(req)).await })
+    }
 }
 
 #[cfg(test)]

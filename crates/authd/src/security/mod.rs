@@ -22,7 +22,7 @@ use cache_redis::RedisRateLimiter;
 pub use admin::{AdminAuth, AdminGuard};
 pub use client::ClientAddr;
 pub use config::{AbuseSettings, SecuritySettings};
-pub use guard::{Security, guard};
+pub use guard::{Guard, Security, guard};
 
 use crate::settings::Settings;
 use crate::stores::Backends;
