@@ -40,8 +40,10 @@ use tokio::task::JoinHandle;
 
 const PASSWORD: &str = "correct horse battery staple";
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef-XYZ";
-/// `public_base_url` of every instance (the CSRF check compares `Origin` with it).
-const PUBLIC: &str = "https://auth.example.test";
+/// `public_base_url` of every instance (the CSRF check compares `Origin` with it). Plain
+/// http: the instances serve plain http with `cookie.secure = false`, and an https base
+/// URL with an insecure cookie is refused at start-up.
+const PUBLIC: &str = "http://auth.example.test";
 
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
@@ -692,7 +694,8 @@ async fn cross_origin_posts_with_the_cookie_are_refused() {
             for (name, value) in [
                 ("origin", "https://evil.example"),
                 ("origin", "null"),
-                ("origin", "http://auth.example.test"),
+                // PUBLIC's host with another scheme is another origin.
+                ("origin", "https://auth.example.test"),
                 ("sec-fetch-site", "cross-site"),
                 ("sec-fetch-site", "same-site"),
             ] {
@@ -877,4 +880,91 @@ async fn the_admin_api_needs_its_own_token() {
         })
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 11: item 8 (transport and defaults)
+// ---------------------------------------------------------------------------------------
+
+/// Settings of one instance on the test's SQL store, as `Env::start` makes them.
+fn item8_settings(env: &Env) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = 1;
+    settings.mail.dir = env.mail.0.clone();
+    settings.admin.token = Some(ADMIN_TOKEN.into());
+    settings
+}
+
+/// The start-up error of `settings` (which must be refused), all causes included.
+async fn startup_error(env: &Env, settings: Settings) -> String {
+    let built = Application::builder(settings)
+        .clock(env.clock.clone())
+        .sql_store(env.sql.clone())
+        .insecure_fast_hashing()
+        .build()
+        .await;
+    match built {
+        Ok(app) => panic!("started with forbidden settings on port {}", app.port()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// An https `public_base_url` with `cookie.secure = false` stops the start-up; the
+/// plain-http embedded default still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refuses_https_with_an_insecure_cookie() {
+    let env = Env::new().await;
+    let mut settings = item8_settings(&env);
+    settings.public_base_url = "https://auth.example.test".to_owned();
+    let err = startup_error(&env, settings.clone()).await;
+    assert!(err.contains("public_base_url") && err.contains("cookie.secure"), "{err}");
+
+    settings.cookie.secure = true;
+    let app = Application::builder(settings)
+        .clock(env.clock.clone())
+        .sql_store(env.sql.clone())
+        .insecure_fast_hashing()
+        .build()
+        .await
+        .expect("https with a secure cookie starts");
+    drop(app);
+    let app = Application::builder(item8_settings(&env))
+        .clock(env.clock.clone())
+        .sql_store(env.sql.clone())
+        .insecure_fast_hashing()
+        .build()
+        .await
+        .expect("the plain-http embedded default starts");
+    drop(app);
+}
+
+/// SMTP credentials over a plain-text connection stop the start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refuses_smtp_credentials_without_tls() {
+    let env = Env::new().await;
+    let mut settings = item8_settings(&env);
+    settings.mail.transport = authd::settings::MailTransport::Smtp;
+    settings.mail.smtp.host = "127.0.0.1".to_owned();
+    settings.mail.smtp.port = 2525;
+    settings.mail.smtp.tls = authd::settings::SmtpTlsMode::None;
+    settings.mail.smtp.username = Some("mailer".to_owned());
+    settings.mail.smtp.password = Some("smtp-password-in-clear".to_owned().into());
+    let err = startup_error(&env, settings).await;
+    assert!(err.contains("mail.smtp.tls") && err.contains("mail.smtp.username"), "{err}");
+    assert!(!err.contains("smtp-password-in-clear"), "{err}");
+}
+
+/// A weak admin token (long enough, but a pattern) stops the start-up, naming the key
+/// and not the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refuses_a_weak_admin_token() {
+    let env = Env::new().await;
+    for weak in ["0123456789abcdef0123456789abcdef", "adminadminadminadminadminadmin12"] {
+        let mut settings = item8_settings(&env);
+        settings.admin.token = Some(weak.into());
+        let err = startup_error(&env, settings).await;
+        assert!(err.contains("admin.token"), "{err}");
+        assert!(!err.contains(weak), "the token is never echoed: {err}");
+    }
 }
