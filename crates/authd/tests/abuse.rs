@@ -968,3 +968,82 @@ async fn startup_refuses_a_weak_admin_token() {
         assert!(!err.contains(weak), "the token is never echoed: {err}");
     }
 }
+
+/// Wrong admin bearer tokens are limited per client address: 429 with `Retry-After`
+/// after `abuse.admin_per_address` (10) failures, before the token is even compared;
+/// other addresses, and requests without a token, are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bearer_failures_are_rate_limited_per_address() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let blocks = app.url("/v1/admin/ip-blocks");
+            let guesser = client_from(Some(ip("127.0.0.41")));
+            for n in 0..10 {
+                let guess = format!("guess-{n}-{}", random_hex(16));
+                let r = send(guesser.get(&blocks).bearer_auth(guess)).await;
+                r.expect_error(401, "admin_unauthorized");
+            }
+            let limited = send(guesser.get(&blocks).bearer_auth("yet-another-guess")).await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("retry-after"), Some("900"));
+            assert_eq!(limited.header("ratelimit-limit"), Some("10"));
+            // Locked out, even the right token is not compared: a guess cannot be confirmed.
+            let right = send(app.admin(guesser.get(&blocks))).await;
+            right.expect_error(429, "rate_limited");
+
+            // Another address is not limited; nor is one that sends no token at all.
+            let operator = client_from(Some(ip("127.0.0.42")));
+            for _ in 0..20 {
+                send(operator.get(&blocks)).await.expect_error(401, "admin_unauthorized");
+            }
+            send(app.admin(operator.get(&blocks))).await.expect(200);
+            // Right tokens are not counted either.
+            for _ in 0..20 {
+                send(app.admin(operator.get(&blocks))).await.expect(200);
+            }
+        })
+    })
+    .await;
+}
+
+/// IPv6 clients (here through a trusted proxy's `X-Forwarded-For`) are limited per /64
+/// and per /48: the /48 admits `ipv6_network_multiplier` (4) times the per-address
+/// limit, so moving to a fresh /64 of the same /48 does not buy a fresh quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_limits_also_apply_per_48() {
+    let mut env = Env::new().await;
+    env.start(|s| {
+        s.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.abuse.register_per_address = 2;
+    })
+    .await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let http = client_from(Some(ip("127.0.0.1")));
+            let register = |from: String| {
+                let body = json!({"name": "N", "email": random_email(), "password": PASSWORD});
+                let request = http.post(app.url("/v1/auth/register")).json(&body);
+                send(request.header("x-forwarded-for", from))
+            };
+            // 4 /64s of 2001:db8:48::/48, 2 each: the /48's 8.
+            for subnet in 0..4 {
+                for host in 1..=2 {
+                    register(format!("2001:db8:48:{subnet}::{host}")).await.expect(202);
+                }
+            }
+            // The /64 itself is still within its own limit of 2, yet the /48 refuses.
+            let limited = register("2001:db8:48:99::1".to_owned()).await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("ratelimit-limit"), Some("8"));
+            // Its per-/64 limit still holds, and another /48 has its own quota.
+            register("2001:db8:49::1".to_owned()).await.expect(202);
+            register("2001:db8:49::2".to_owned()).await.expect(202);
+            register("2001:db8:49::3".to_owned()).await.expect_error(429, "rate_limited");
+        })
+    })
+    .await;
+}
