@@ -1047,3 +1047,76 @@ async fn ipv6_limits_also_apply_per_48() {
     })
     .await;
 }
+
+/// Mails in the folder addressed to `to`, as text.
+fn mails_to(dir: &Path, to: &str) -> Vec<String> {
+    let to_line = format!("to: {}", to.to_ascii_lowercase());
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .map(|raw| decode_quoted_printable(&raw))
+        .filter(|text| text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line))
+        .collect()
+}
+
+/// An email whose domain is spelled in full-width capitals is the same account as its
+/// plain spelling: registering it again mails the owner a notice (no second account, no
+/// second verification link), and it logs in to the original account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_width_domain_is_the_same_account() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let http = client_from(None);
+            let app = env.at(0);
+            let local = format!("user-{}", random_hex(6));
+            let plain = format!("{local}@example.com");
+            // ＥＸＡＭＰＬＥ in full-width capitals.
+            let wide =
+                format!("{local}@\u{FF25}\u{FF38}\u{FF21}\u{FF2D}\u{FF30}\u{FF2C}\u{FF25}.com");
+            env.verified(0, &plain).await;
+            let owner = app.login(&http, &plain, PASSWORD).await;
+            owner.expect(200);
+            let owner_id = app.me(&http, &owner.session_cookie().unwrap()).await.body["user"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+
+            // An attacker registers the full-width spelling with their own password.
+            let body =
+                json!({"name": "Attacker", "email": wide, "password": "attacker's own password"});
+            send(http.post(app.url("/v1/auth/register")).json(&body)).await.expect(202);
+
+            // The owner is mailed a notice, not a verification link (the mail is
+            // written by a spawned task: this waits for real I/O).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mails = loop {
+                let mails = mails_to(&env.mail.0, &plain);
+                if mails.len() >= 2 {
+                    break mails;
+                }
+                assert!(Instant::now() < deadline, "no second mail to {plain}: {mails:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            assert_eq!(mails.len(), 2, "{mails:?}");
+            let links = mails.iter().filter(|m| m.contains("/verify-email#token=")).count();
+            assert_eq!(links, 1, "only the first registration got a verification link");
+
+            // Any spelling of the domain logs in to the owner's account, with the owner's
+            // password only.
+            let upper = format!("{}@EXAMPLE.COM", local.to_uppercase());
+            for spelling in [&wide, &upper] {
+                let login = app.login(&http, spelling, PASSWORD).await;
+                login.expect(200);
+                let me = app.me(&http, &login.session_cookie().unwrap()).await;
+                assert_eq!(me.body["user"]["id"].as_str(), Some(owner_id.as_str()));
+                assert_eq!(me.body["user"]["email"].as_str(), Some(plain.as_str()));
+                let attacker = app.login(&http, spelling, "attacker's own password").await;
+                attacker.expect_error(401, "invalid_credentials");
+            }
+        })
+    })
+    .await;
+}
