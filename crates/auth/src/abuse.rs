@@ -12,10 +12,13 @@
 //! | resend verification | yes | yes | |
 //! | forgot password | yes | yes | |
 //! | reset password | yes | | |
+//! | admin API (wrong bearer token) | yes | | |
 //!
 //! A login attempt is counted while it runs and kept when it fails; a success releases
 //! it, so only failures count and parallel attempts cannot outrun the limit. An address
-//! is an IPv4 address or the IPv6 /64 around it (one subscriber's allocation). The
+//! is an IPv4 address or the IPv6 /64 around it (one subscriber's allocation). An IPv6
+//! address is also counted in its /48 (one site), which admits a multiple of the
+//! per-address limit: without it, whoever holds a /48 would have 65,536 /64 quotas. The
 //! per-account and per-pair limits are checked here; the per-address limits of the
 //! flows that do not see the client's address (register, resend, forgot, reset) are
 //! checked by the HTTP layer through [`Abuse::check_address`].
@@ -52,6 +55,8 @@ pub enum Action {
     ForgotPassword,
     /// `reset_password`.
     ResetPassword,
+    /// A request to the admin API with a wrong bearer token.
+    Admin,
 }
 
 impl Action {
@@ -63,6 +68,7 @@ impl Action {
             Action::ResendVerification => "resend",
             Action::ForgotPassword => "forgot",
             Action::ResetPassword => "reset",
+            Action::Admin => "admin",
         }
     }
 }
@@ -76,6 +82,9 @@ pub enum Scope {
     Account,
     /// One account from one address.
     AddressAccount,
+    /// The IPv6 network (default /48) around an address: a multiple of the address's
+    /// limit, so that the many /64s of one site do not each get a full quota.
+    Network,
 }
 
 impl Scope {
@@ -85,6 +94,7 @@ impl Scope {
             Scope::Address => "address",
             Scope::Account => "account",
             Scope::AddressAccount => "address_account",
+            Scope::Network => "network",
         }
     }
 }
@@ -123,6 +133,9 @@ pub struct AbuseConfig {
     pub forgot_per_account: Limit,
     /// Failed password resets per address (default 10 per 15 min).
     pub reset_per_address: Limit,
+    /// Admin API requests with a wrong bearer token per address (default 10 per 15 min,
+    /// lockout up to 1 h).
+    pub admin_per_address: Limit,
     /// Credential stuffing: failed logins for distinct accounts from one address
     /// (default 10 in 10 min block it for 1 h).
     pub stuffing: Detector,
@@ -131,6 +144,12 @@ pub struct AbuseConfig {
     pub guessing: Detector,
     /// IPv6 addresses are counted and blocked per network of this prefix (default 64).
     pub ipv6_prefix: u8,
+    /// IPv6 per-address limits also count per network of this shorter prefix (default
+    /// 48: one site's allocation). Equal to `ipv6_prefix`: no such second count.
+    pub ipv6_network_prefix: u8,
+    /// A `/ipv6_network_prefix` network admits this many times the per-address limit
+    /// (default 4).
+    pub ipv6_network_multiplier: u32,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -149,9 +168,12 @@ impl Default for AbuseConfig {
             forgot_per_address: per_15_min(10),
             forgot_per_account: per_15_min(3),
             reset_per_address: per_15_min(10),
+            admin_per_address: per_15_min(10).with_max_lockout(hour),
             stuffing: Detector { threshold: 10, window: 10 * MINUTE, block_for: hour },
             guessing: Detector { threshold: 20, window: 10 * MINUTE, block_for: hour },
             ipv6_prefix: 64,
+            ipv6_network_prefix: 48,
+            ipv6_network_multiplier: 4,
         }
     }
 }
@@ -169,11 +191,19 @@ impl AbuseConfig {
             (Action::ForgotPassword, Scope::Address) => self.forgot_per_address,
             (Action::ForgotPassword, Scope::Account) => self.forgot_per_account,
             (Action::ResetPassword, Scope::Address) => self.reset_per_address,
+            (Action::Admin, Scope::Address) => self.admin_per_address,
+            (action, Scope::Network) => {
+                let address = self.limit(action, Scope::Address)?;
+                Limit {
+                    limit: address.limit.saturating_mul(self.ipv6_network_multiplier),
+                    ..address
+                }
+            }
             _ => return None,
         })
     }
 
-    fn limits(&self) -> [(&'static str, Limit); 9] {
+    fn limits(&self) -> [(&'static str, Limit); 10] {
         [
             ("login_per_address", self.login_per_address),
             ("login_per_account", self.login_per_account),
@@ -184,6 +214,7 @@ impl AbuseConfig {
             ("forgot_per_address", self.forgot_per_address),
             ("forgot_per_account", self.forgot_per_account),
             ("reset_per_address", self.reset_per_address),
+            ("admin_per_address", self.admin_per_address),
         ]
     }
 
@@ -206,6 +237,14 @@ impl AbuseConfig {
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
             return Err(AuthError::Config("ipv6_prefix must be between 1 and 128".to_owned()));
+        }
+        if !(1..=self.ipv6_prefix).contains(&self.ipv6_network_prefix) {
+            return Err(AuthError::Config(
+                "ipv6_network_prefix must be between 1 and ipv6_prefix".to_owned(),
+            ));
+        }
+        if self.ipv6_network_multiplier == 0 {
+            return Err(AuthError::Config("ipv6_network_multiplier must be at least 1".to_owned()));
         }
         Ok(())
     }
@@ -311,6 +350,19 @@ impl Abuse {
         }
     }
 
+    /// The wider network an IPv6 client's per-address limits also count in (its
+    /// `/ipv6_network_prefix`); `None` for IPv4 or when that prefix is not shorter.
+    pub fn network_subject(&self, ip: IpAddr) -> Option<Cidr> {
+        let config = &self.inner.config;
+        match ip.to_canonical() {
+            IpAddr::V4(_) => None,
+            ip @ IpAddr::V6(_) if config.ipv6_network_prefix < config.ipv6_prefix => {
+                Cidr::new(ip, config.ipv6_network_prefix)
+            }
+            IpAddr::V6(_) => None,
+        }
+    }
+
     // -----------------------------------------------------------------------------------
     // Rate limits
     // -----------------------------------------------------------------------------------
@@ -369,7 +421,14 @@ impl Abuse {
     /// when the attempt must not count.
     pub async fn check_address(&self, action: Action, ip: IpAddr) -> Result<Permits, AuthError> {
         let subject = self.address_subject(ip).to_string();
-        self.acquire_all(action, &[(Scope::Address, &subject)]).await
+        match self.network_subject(ip) {
+            Some(network) => {
+                let network = network.to_string();
+                self.acquire_all(action, &[(Scope::Address, &subject), (Scope::Network, &network)])
+                    .await
+            }
+            None => self.acquire_all(action, &[(Scope::Address, &subject)]).await,
+        }
     }
 
     /// Counts an attempt of `action` for the account `email` (normalized).
@@ -388,15 +447,16 @@ impl Abuse {
             Some(ip) => {
                 let address = self.address_subject(ip).to_string();
                 let pair = format!("{address} {account}");
-                self.acquire_all(
-                    Action::Login,
-                    &[
-                        (Scope::Account, account),
-                        (Scope::AddressAccount, &pair),
-                        (Scope::Address, &address),
-                    ],
-                )
-                .await
+                let network = self.network_subject(ip).map(|n| n.to_string());
+                let mut checks = vec![
+                    (Scope::Account, account),
+                    (Scope::AddressAccount, pair.as_str()),
+                    (Scope::Address, address.as_str()),
+                ];
+                if let Some(network) = &network {
+                    checks.push((Scope::Network, network));
+                }
+                self.acquire_all(Action::Login, &checks).await
             }
             None => self.acquire_all(Action::Login, &[(Scope::Account, account)]).await,
         }
@@ -510,31 +570,38 @@ impl Abuse {
 
     /// Lifts the block of exactly `net`; whether there was one. When `net` is one
     /// address subject (an IPv4 address, an IPv6 /64), its per-address counters and
-    /// detectors are reset too, so that the address starts afresh.
+    /// detectors are reset too, so that the address starts afresh; when it is one IPv6
+    /// network subject (a /48), that network's counters are.
     pub async fn unblock(&self, net: &Cidr) -> Result<bool, AuthError> {
         let existed = self.inner.blocks.unblock(net).await?;
         self.inner.changes.fetch_add(1, Ordering::SeqCst);
         let set = self.snapshot().without(net);
         self.set_snapshot(set);
+        const ACTIONS: [Action; 6] = [
+            Action::Login,
+            Action::Register,
+            Action::ResendVerification,
+            Action::ForgotPassword,
+            Action::ResetPassword,
+            Action::Admin,
+        ];
+        let subject = net.to_string();
+        let mut keys: Vec<RateKey> = Vec::new();
         if self.address_subject(net.network()) == *net {
-            let subject = net.to_string();
-            let mut keys: Vec<RateKey> = [
-                Action::Login,
-                Action::Register,
-                Action::ResendVerification,
-                Action::ForgotPassword,
-                Action::ResetPassword,
-            ]
-            .iter()
-            .map(|a| RateKey::new(a.as_str(), Scope::Address.as_str(), &subject))
-            .collect();
+            keys.extend(
+                ACTIONS.iter().map(|a| RateKey::new(a.as_str(), Scope::Address.as_str(), &subject)),
+            );
             for detector in ["stuffing", "guessing"] {
                 keys.push(RateKey::new(detector, Scope::Address.as_str(), &subject));
             }
-            for key in keys {
-                if let Err(e) = self.inner.limiter.reset(&key).await {
-                    tracing::warn!(error = %Chain(&e), "could not reset a rate-limit key");
-                }
+        } else if self.network_subject(net.network()) == Some(*net) {
+            keys.extend(
+                ACTIONS.iter().map(|a| RateKey::new(a.as_str(), Scope::Network.as_str(), &subject)),
+            );
+        }
+        for key in keys {
+            if let Err(e) = self.inner.limiter.reset(&key).await {
+                tracing::warn!(error = %Chain(&e), "could not reset a rate-limit key");
             }
         }
         Ok(existed)
@@ -730,6 +797,114 @@ mod tests {
         abuse.check_address(Action::Register, ip("2001:db8:0:1::1")).await.unwrap().keep();
     }
 
+    fn limited_by(result: Result<Permits, AuthError>) -> u32 {
+        match result {
+            Err(AuthError::RateLimited { limit, .. }) => limit,
+            other => panic!("not rate limited: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ipv6_networks_share_a_multiple_of_the_address_limit() {
+        let config = AbuseConfig {
+            register_per_address: Limit::new(2, Duration::from_secs(60)),
+            ..AbuseConfig::default()
+        };
+        let (abuse, _, clock) = abuse(config);
+        let network = |s: &str| abuse.network_subject(ip(s)).map(|n| n.to_string());
+        assert_eq!(network("2001:db8:1:2:aaaa::1").as_deref(), Some("2001:db8:1::/48"));
+        assert_eq!(network("192.0.2.1"), None);
+        assert_eq!(network("::ffff:192.0.2.1"), None, "IPv4-mapped is IPv4");
+        // A /48 admits 4 x 2: four of its /64s use it up with their own quotas...
+        for subnet in 0..4 {
+            for host in 1..=2 {
+                let from = ip(&format!("2001:db8:1:{subnet}::{host}"));
+                abuse.check_address(Action::Register, from).await.unwrap().keep();
+            }
+        }
+        // ...so a fifth /64, its own quota untouched, is refused by the /48 (old code:
+        // each of the 65,536 /64s had a full quota),
+        let fifth = ip("2001:db8:1:4::1");
+        assert_eq!(limited_by(abuse.check_address(Action::Register, fifth).await), 8);
+        // another /48 is not affected,
+        abuse.check_address(Action::Register, ip("2001:db8:2::1")).await.unwrap().keep();
+        // and the window frees the /48 again (the refusal counted nowhere).
+        clock.advance(chrono::Duration::seconds(60));
+        abuse.check_address(Action::Register, fifth).await.unwrap().keep();
+        abuse.check_address(Action::Register, fifth).await.unwrap().keep();
+        assert_eq!(limited_by(abuse.check_address(Action::Register, fifth).await), 2);
+    }
+
+    #[tokio::test]
+    async fn ipv6_logins_count_per_network_too() {
+        let config = AbuseConfig {
+            login_per_address: Limit::new(1, Duration::from_secs(60)),
+            ipv6_network_multiplier: 2,
+            ..AbuseConfig::default()
+        };
+        let (abuse, fake, clock) = abuse(config);
+        abuse.check_login(Some(ip("2001:db8:5:1::1")), "a@x.org").await.unwrap().keep();
+        abuse.check_login(Some(ip("2001:db8:5:2::1")), "b@x.org").await.unwrap().keep();
+        let third = abuse.check_login(Some(ip("2001:db8:5:3::1")), "c@x.org").await;
+        assert_eq!(limited_by(third), 2);
+        // Refused by the network, the attempt counted in no other scope.
+        let key = RateKey::new("login", "account", "c@x.org");
+        let probe = Limit::new(1, Duration::from_secs(60));
+        assert!(fake.logs.lock().unwrap().get(&key).is_none_or(|log| {
+            log.clone().acquire(&probe, &EventId::of("probe"), clock.now()).allowed
+        }));
+        // Lifting a block of the /48 resets its counters.
+        let net: Cidr = "2001:db8:5::/48".parse().unwrap();
+        abuse.unblock(&net).await.unwrap();
+        abuse.check_login(Some(ip("2001:db8:5:3::1")), "c@x.org").await.unwrap().keep();
+    }
+
+    #[tokio::test]
+    async fn the_network_count_is_off_when_its_prefix_is_the_address_prefix() {
+        let config = AbuseConfig {
+            register_per_address: Limit::new(1, Duration::from_secs(60)),
+            ipv6_network_prefix: 64,
+            ..AbuseConfig::default()
+        };
+        let (abuse, _, _) = abuse(config);
+        assert_eq!(abuse.network_subject(ip("2001:db8::1")), None);
+        for subnet in 0..10 {
+            let from = ip(&format!("2001:db8:0:{subnet}::1"));
+            abuse.check_address(Action::Register, from).await.unwrap().keep();
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_admin_tokens_are_limited_per_address_with_escalating_lockouts() {
+        let (abuse, _, clock) = abuse(AbuseConfig::default());
+        let from = ip("192.0.2.77");
+        for _ in 0..10 {
+            abuse.check_address(Action::Admin, from).await.unwrap().keep();
+        }
+        match abuse.check_address(Action::Admin, from).await {
+            Err(AuthError::RateLimited { limit: 10, retry_after, .. }) => {
+                assert_eq!(retry_after, 15 * MINUTE);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another address is not affected; a right token (released) never adds up.
+        for _ in 0..20 {
+            let permits = abuse.check_address(Action::Admin, ip("192.0.2.78")).await.unwrap();
+            abuse.release(permits).await;
+        }
+        // After the lockout, ten more failures earn a longer one.
+        clock.advance(chrono::Duration::minutes(15));
+        for _ in 0..10 {
+            abuse.check_address(Action::Admin, from).await.unwrap().keep();
+        }
+        match abuse.check_address(Action::Admin, from).await {
+            Err(AuthError::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, 30 * MINUTE);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn stuffing_across_accounts_blocks_the_address_until_lifted() {
         let (abuse, fake, clock) = abuse(AbuseConfig::default());
@@ -821,9 +996,18 @@ mod tests {
                 ..AbuseConfig::default()
             },
             AbuseConfig { ipv6_prefix: 0, ..AbuseConfig::default() },
+            AbuseConfig { ipv6_network_prefix: 0, ..AbuseConfig::default() },
+            AbuseConfig { ipv6_network_prefix: 65, ..AbuseConfig::default() },
+            AbuseConfig { ipv6_network_multiplier: 0, ..AbuseConfig::default() },
+            AbuseConfig { admin_per_address: Limit::new(0, MINUTE), ..AbuseConfig::default() },
         ] {
             assert!(matches!(bad.validate(), Err(AuthError::Config(_))), "{bad:?}");
         }
         assert_eq!(AbuseConfig::default().limit(Action::Register, Scope::Account), None);
+        assert_eq!(
+            AbuseConfig::default().limit(Action::Register, Scope::Network).unwrap().limit,
+            40
+        );
+        assert_eq!(AbuseConfig::default().limit(Action::Admin, Scope::Network).unwrap().limit, 40);
     }
 }

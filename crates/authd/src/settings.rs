@@ -203,6 +203,9 @@ pub struct RedisSettings {
     /// `redis://`, `rediss://`, `redis-cluster://` or `redis-sentinel://` URL; Redis is
     /// off when unset. Also read from `REDIS_URL`. May hold a password.
     pub url: Option<SecretString>,
+    /// PEM file of the CA certificates that sign a `rediss://` server's certificate
+    /// (a private CA); unset: the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key and channel (environment separation).
     pub key_prefix: String,
     /// Deadline of one Redis command; past it the tier is skipped for that request.
@@ -224,6 +227,7 @@ impl Default for RedisSettings {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             url: None,
+            tls_ca_file: redis.tls_ca_file,
             key_prefix: redis.key_prefix,
             command_timeout_ms: ms(redis.command_timeout),
             connect_timeout_ms: ms(redis.connect_timeout),
@@ -239,6 +243,7 @@ impl std::fmt::Debug for RedisSettings {
         let url = self.url.as_ref().map(|u| redact_url(secrecy::ExposeSecret::expose_secret(u)));
         f.debug_struct("RedisSettings")
             .field("url", &url)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout_ms", &self.command_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
@@ -426,6 +431,77 @@ pub struct AdminSettings {
 /// guessing, and rule out a typed-in password.
 pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
 
+/// Least estimated entropy of an admin token, in bits: the token's length times the
+/// Shannon entropy of its own character distribution. 32 random hex characters (128
+/// bits) estimate at about 115; `aaaa…` at 0; `abab…` at one bit per character.
+pub const ADMIN_TOKEN_MIN_BITS: f64 = 96.0;
+
+/// Why `token` is too weak to guard the admin API, or `None` when it is acceptable.
+///
+/// Length alone lets `aaaa…aaaa` or `0123456789abcdef0123456789abcdef` through. A
+/// generated token (`openssl rand -hex 16` or `-base64 32`, a UUID) passes every rule
+/// below with overwhelming probability; a typed-in phrase or a pattern does not:
+/// - at least [`ADMIN_TOKEN_MIN_CHARS`] characters;
+/// - at least two character classes (lower case, upper case, digits, others);
+/// - at most a quarter of its 3-character sequences seen before in it (`abcdabcd…`,
+///   `Password1Password2…`);
+/// - not mostly runs: at most half of the neighbouring pairs are equal or consecutive
+///   characters (`aaaa`, `abcd`, `9876`);
+/// - at least [`ADMIN_TOKEN_MIN_BITS`] of estimated entropy.
+pub fn admin_token_weakness(token: &str) -> Option<String> {
+    let chars: Vec<char> = token.chars().collect();
+    let n = chars.len();
+    if n < ADMIN_TOKEN_MIN_CHARS {
+        return Some(format!("it must be at least {ADMIN_TOKEN_MIN_CHARS} characters long"));
+    }
+    let classes = [
+        chars.iter().any(char::is_ascii_lowercase),
+        chars.iter().any(char::is_ascii_uppercase),
+        chars.iter().any(char::is_ascii_digit),
+        chars.iter().any(|c| !c.is_ascii_alphanumeric()),
+    ];
+    if classes.iter().filter(|&&present| present).count() < 2 {
+        return Some("it uses one class of characters only".to_owned());
+    }
+    // Random text rarely repeats a 3-character sequence; `abab…`, `PasswordPassword…`
+    // or `2024-2024-…` mostly consist of repeats.
+    let mut seen = std::collections::HashSet::new();
+    let repeats = chars.windows(3).filter(|gram| !seen.insert(*gram)).count();
+    if repeats * 4 > n - 2 {
+        return Some("it repeats parts of itself".to_owned());
+    }
+    let steps = chars
+        .windows(2)
+        .filter(|pair| (i64::from(u32::from(pair[1])) - i64::from(u32::from(pair[0]))).abs() <= 1)
+        .count();
+    if steps * 2 > n - 1 {
+        return Some("it is mostly repeated or consecutive characters".to_owned());
+    }
+    let mut counts = std::collections::HashMap::<char, u32>::new();
+    for &c in &chars {
+        *counts.entry(c).or_default() += 1;
+    }
+    #[allow(clippy::cast_precision_loss)] // Token lengths are far below 2^52.
+    let bits = {
+        let len = n as f64;
+        let per_char: f64 = counts
+            .values()
+            .map(|&k| {
+                let p = f64::from(k) / len;
+                -p * p.log2()
+            })
+            .sum();
+        per_char * len
+    };
+    if bits < ADMIN_TOKEN_MIN_BITS {
+        return Some(format!(
+            "its estimated entropy is {bits:.0} bits, below {ADMIN_TOKEN_MIN_BITS:.0} \
+             (too few distinct characters)"
+        ));
+    }
+    None
+}
+
 impl Settings {
     /// Loads the settings from the process environment and the configuration file, and
     /// validates them.
@@ -572,10 +648,11 @@ impl Settings {
         self.security.validate()?;
         self.abuse.validate()?;
         if let Some(token) = &self.admin.token {
-            ensure!(
-                token.expose_secret().chars().count() >= ADMIN_TOKEN_MIN_CHARS,
-                "admin.token must be at least {ADMIN_TOKEN_MIN_CHARS} characters long"
-            );
+            if let Some(why) = admin_token_weakness(token.expose_secret()) {
+                bail!(
+                    "admin.token is too weak: {why}; generate one, e.g. `openssl rand -base64 32`"
+                );
+            }
         }
         let min = auth::Argon2Params::MINIMUM;
         ensure!(
@@ -587,6 +664,55 @@ impl Settings {
             min.iterations,
             min.parallelism
         );
+        self.validate_transport()
+    }
+
+    /// Transport rules (issue 11, item 8): what would put a secret on the wire in clear.
+    fn validate_transport(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret as _;
+
+        // A browser sends a cookie without `Secure` over plain http too, and without the
+        // `__Host-` prefix a sibling subdomain can overwrite it: behind https that is a
+        // misconfiguration, never what the operator wants.
+        ensure!(
+            self.cookie.secure || !self.public_base_url().starts_with("https://"),
+            "public_base_url is https ({}) but cookie.secure is false: the session cookie \
+             would lack Secure and the __Host- prefix; set cookie.secure = true \
+             (AUTHD_COOKIE__SECURE=true)",
+            self.public_base_url()
+        );
+
+        if let Some(url) = &self.redis.url {
+            let url = url.expose_secret();
+            let tls = cache_redis::url_uses_tls(url);
+            ensure!(
+                !tls || cache_redis::TLS_COMPILED,
+                "redis.url is a rediss:// (TLS) URL but this authd was built without TLS \
+                 support (cargo feature `redis-tls`); it would connect in plain text"
+            );
+            if let Some(ca) = &self.redis.tls_ca_file {
+                ensure!(tls, "redis.tls_ca_file is set but redis.url is not a rediss:// URL");
+                ensure!(
+                    ca.is_file(),
+                    "redis.tls_ca_file names {}, which is not a readable file",
+                    ca.display()
+                );
+            }
+        } else if self.redis.tls_ca_file.is_some() {
+            bail!("redis.tls_ca_file is set but redis.url is not");
+        }
+
+        let smtp = &self.mail.smtp;
+        if self.mail.transport == MailTransport::Smtp
+            && smtp.tls == SmtpTlsMode::None
+            && (smtp.username.is_some() || smtp.password.is_some())
+        {
+            bail!(
+                "mail.smtp.tls = \"none\" with mail.smtp.username/mail.smtp.password would \
+                 send the SMTP credentials in clear; use tls = \"starttls\" or \"tls\", or \
+                 drop the credentials (an unauthenticated local relay)"
+            );
+        }
         Ok(())
     }
 
@@ -851,5 +977,109 @@ mod tests {
         assert_eq!(redact_url("redis://:secret@h"), "redis://:***@h");
         assert_eq!(redact_url("sqlite://data/a.db"), "sqlite://data/a.db");
         assert_eq!(redact_url("redis://h/0?password=x"), "redis://h/0?***");
+    }
+
+    // -- Issue 11, item 8: transport and defaults ------------------------------------
+
+    /// Loads `toml` alone (no environment) and returns the error text, if any.
+    fn load_error(toml: &str) -> Option<String> {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("authd.toml", toml)?;
+            out = Settings::load().err().map(|e| format!("{e:#}"));
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn https_with_an_insecure_cookie_is_refused() {
+        let err = load_error("public_base_url = \"https://auth.example.com\"\n").expect("refused");
+        assert!(err.contains("public_base_url") && err.contains("cookie.secure"), "{err}");
+        let ok = "public_base_url = \"https://auth.example.com\"\n[cookie]\nsecure = true\n";
+        assert_eq!(load_error(ok), None);
+        // The embedded default (plain http, cookie not secure) still starts.
+        assert_eq!(load_error(""), None);
+        assert_eq!(load_error("public_base_url = \"http://10.0.0.5:8080\"\n"), None);
+    }
+
+    #[test]
+    fn smtp_credentials_without_tls_are_refused() {
+        let smtp = |tls: &str, creds: &str| {
+            format!(
+                "[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"relay\"\ntls = \"{tls}\"\n{creds}"
+            )
+        };
+        for creds in ["username = \"u\"\n", "username = \"u\"\npassword = \"p\"\n"] {
+            let err = load_error(&smtp("none", creds)).expect("refused");
+            assert!(err.contains("mail.smtp.tls") && err.contains("mail.smtp.username"), "{err}");
+            assert!(!err.contains("= \"p\""), "{err}");
+            assert_eq!(load_error(&smtp("starttls", creds)), None);
+            assert_eq!(load_error(&smtp("tls", creds)), None);
+        }
+        // An unauthenticated local relay in plain text is fine.
+        assert_eq!(load_error(&smtp("none", "")), None);
+    }
+
+    #[test]
+    fn redis_tls_settings_are_checked() {
+        let with_tls = "[redis]\nurl = \"rediss://127.0.0.1:6380\"\n";
+        assert_eq!(load_error(with_tls).is_none(), cache_redis::TLS_COMPILED);
+        if !cache_redis::TLS_COMPILED {
+            let err = load_error(with_tls).unwrap_or_default();
+            assert!(err.contains("redis.url") && err.contains("TLS"), "{err}");
+        }
+        let ca_plain = "[redis]\nurl = \"redis://h\"\ntls_ca_file = \"/etc/hostname\"\n";
+        assert!(load_error(ca_plain).is_some_and(|e| e.contains("redis.tls_ca_file")));
+        let ca_missing = "[redis]\nurl = \"rediss://h\"\ntls_ca_file = \"/nonexistent.pem\"\n";
+        assert!(load_error(ca_missing).is_some_and(|e| e.contains("redis.tls_ca_file")));
+        let ca_alone = "[redis]\ntls_ca_file = \"/etc/hostname\"\n";
+        assert!(load_error(ca_alone).is_some_and(|e| e.contains("redis.tls_ca_file")));
+    }
+
+    #[test]
+    fn weak_admin_tokens_are_refused() {
+        for weak in [
+            "short",
+            "a".repeat(64).as_str(),
+            "abababababababababababababababab",
+            "0123456789abcdef0123456789abcdef",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+            "thequickbrownfoxjumpsoverthelazydog",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1",
+            "Password1Password2Password3Password4",
+            "zyxwvutsrqponmlkjihgfedcba9876543210",
+            "11112222333344445555666677778888aaaa",
+        ] {
+            assert!(admin_token_weakness(weak).is_some(), "{weak:?} accepted");
+            let toml = format!("[admin]\ntoken = \"{weak}\"\n");
+            let err = load_error(&toml).expect("refused");
+            assert!(err.contains("admin.token"), "{err}");
+            assert!(!err.contains(weak), "the token is never echoed: {err}");
+        }
+        for strong in [
+            // openssl rand -hex 16, -hex 32, -base64 32; a UUID v4.
+            "3f9c2a7be1d04c58a6e2b71f0c9d8e45",
+            "9b1e6a4fd2c87035e0af4b9c1d72e6835f08a3c94be17d260c5a8f3e91b4d7a2",
+            "q3J9vX+2mB/Lk8ZtR1wYc0pH7sNf5aGdEiUo4TxWl6M=",
+            "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
+            // The tokens of the test suites.
+            "test-admin-token-0123456789abcdef-XYZ",
+            "ops-test-admin-token-0123456789abcdef",
+        ] {
+            assert_eq!(admin_token_weakness(strong), None, "{strong:?} refused");
+        }
+    }
+
+    #[test]
+    fn random_hex_tokens_pass_the_strength_check() {
+        // 32 hex characters: the shortest generated token the docs suggest.
+        for _ in 0..2000 {
+            let mut bytes = [0u8; 16];
+            cache_core::token::fill_random(&mut bytes).unwrap();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(admin_token_weakness(&hex), None, "{hex}");
+        }
     }
 }

@@ -93,6 +93,9 @@ impl ApplicationBuilder {
     /// [`crate::CurrentUser`] or [`crate::RequireSession`].
     pub async fn build_parts(self) -> anyhow::Result<Parts> {
         let settings = self.settings;
+        // Settings built in code (other apps, tests) meet the same rules as loaded ones:
+        // a transport rule broken here would put a secret on the wire in clear.
+        settings.validate().context("invalid settings")?;
         let clock = self.clock;
         // Before any store exists: tiers create their metric handles at construction.
         let metrics = telemetry::metrics_handle();

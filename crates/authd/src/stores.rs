@@ -207,6 +207,7 @@ fn redis_config(settings: &Settings, url: &str) -> RedisConfig {
     let absolute = Duration::from_secs(settings.auth.session_absolute_secs);
     RedisConfig {
         url: url.to_owned(),
+        tls_ca_file: r.tls_ca_file.clone(),
         key_prefix: r.key_prefix.clone(),
         command_timeout: Duration::from_millis(r.command_timeout_ms),
         connect_timeout: Duration::from_millis(r.connect_timeout_ms),

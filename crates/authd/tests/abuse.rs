@@ -40,8 +40,10 @@ use tokio::task::JoinHandle;
 
 const PASSWORD: &str = "correct horse battery staple";
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef-XYZ";
-/// `public_base_url` of every instance (the CSRF check compares `Origin` with it).
-const PUBLIC: &str = "https://auth.example.test";
+/// `public_base_url` of every instance (the CSRF check compares `Origin` with it). Plain
+/// http: the instances serve plain http with `cookie.secure = false`, and an https base
+/// URL with an insecure cookie is refused at start-up.
+const PUBLIC: &str = "http://auth.example.test";
 
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
@@ -693,7 +695,8 @@ async fn cross_origin_posts_with_the_cookie_are_refused() {
             for (name, value) in [
                 ("origin", "https://evil.example"),
                 ("origin", "null"),
-                ("origin", "http://auth.example.test"),
+                // PUBLIC's host with another scheme is another origin.
+                ("origin", "https://auth.example.test"),
                 ("sec-fetch-site", "cross-site"),
                 ("sec-fetch-site", "same-site"),
             ] {
@@ -875,6 +878,245 @@ async fn the_admin_api_needs_its_own_token() {
             }
             let bad = send(app.admin(http.get(app.url("/v1/admin/users/abc/sessions")))).await;
             bad.expect_error(400, "invalid_input");
+        })
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 11: item 8 (transport and defaults)
+// ---------------------------------------------------------------------------------------
+
+/// Settings of one instance on the test's SQL store, as `Env::start` makes them.
+fn item8_settings(env: &Env) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = 1;
+    settings.mail.dir = env.mail.0.clone();
+    settings.admin.token = Some(ADMIN_TOKEN.into());
+    settings
+}
+
+/// The start-up error of `settings` (which must be refused), all causes included.
+async fn startup_error(env: &Env, settings: Settings) -> String {
+    let built = Application::builder(settings)
+        .clock(env.clock.clone())
+        .sql_store(env.sql.clone())
+        .insecure_fast_hashing()
+        .build()
+        .await;
+    match built {
+        Ok(app) => panic!("started with forbidden settings on port {}", app.port()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// An https `public_base_url` with `cookie.secure = false` stops the start-up; the
+/// plain-http embedded default still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refuses_https_with_an_insecure_cookie() {
+    let env = Env::new().await;
+    let mut settings = item8_settings(&env);
+    settings.public_base_url = "https://auth.example.test".to_owned();
+    let err = startup_error(&env, settings.clone()).await;
+    assert!(err.contains("public_base_url") && err.contains("cookie.secure"), "{err}");
+
+    settings.cookie.secure = true;
+    let app = Application::builder(settings)
+        .clock(env.clock.clone())
+        .sql_store(env.sql.clone())
+        .insecure_fast_hashing()
+        .build()
+        .await
+        .expect("https with a secure cookie starts");
+    drop(app);
+    let app = Application::builder(item8_settings(&env))
+        .clock(env.clock.clone())
+        .sql_store(env.sql.clone())
+        .insecure_fast_hashing()
+        .build()
+        .await
+        .expect("the plain-http embedded default starts");
+    drop(app);
+}
+
+/// SMTP credentials over a plain-text connection stop the start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refuses_smtp_credentials_without_tls() {
+    let env = Env::new().await;
+    let mut settings = item8_settings(&env);
+    settings.mail.transport = authd::settings::MailTransport::Smtp;
+    settings.mail.smtp.host = "127.0.0.1".to_owned();
+    settings.mail.smtp.port = 2525;
+    settings.mail.smtp.tls = authd::settings::SmtpTlsMode::None;
+    settings.mail.smtp.username = Some("mailer".to_owned());
+    settings.mail.smtp.password = Some("smtp-password-in-clear".to_owned().into());
+    let err = startup_error(&env, settings).await;
+    assert!(err.contains("mail.smtp.tls") && err.contains("mail.smtp.username"), "{err}");
+    assert!(!err.contains("smtp-password-in-clear"), "{err}");
+}
+
+/// A weak admin token (long enough, but a pattern) stops the start-up, naming the key
+/// and not the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refuses_a_weak_admin_token() {
+    let env = Env::new().await;
+    for weak in ["0123456789abcdef0123456789abcdef", "adminadminadminadminadminadmin12"] {
+        let mut settings = item8_settings(&env);
+        settings.admin.token = Some(weak.into());
+        let err = startup_error(&env, settings).await;
+        assert!(err.contains("admin.token"), "{err}");
+        assert!(!err.contains(weak), "the token is never echoed: {err}");
+    }
+}
+
+/// Wrong admin bearer tokens are limited per client address: 429 with `Retry-After`
+/// after `abuse.admin_per_address` (10) failures, before the token is even compared;
+/// other addresses, and requests without a token, are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bearer_failures_are_rate_limited_per_address() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let blocks = app.url("/v1/admin/ip-blocks");
+            let guesser = client_from(Some(ip("127.0.0.41")));
+            for n in 0..10 {
+                let guess = format!("guess-{n}-{}", random_hex(16));
+                let r = send(guesser.get(&blocks).bearer_auth(guess)).await;
+                r.expect_error(401, "admin_unauthorized");
+            }
+            let limited = send(guesser.get(&blocks).bearer_auth("yet-another-guess")).await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("retry-after"), Some("900"));
+            assert_eq!(limited.header("ratelimit-limit"), Some("10"));
+            // Locked out, even the right token is not compared: a guess cannot be confirmed.
+            let right = send(app.admin(guesser.get(&blocks))).await;
+            right.expect_error(429, "rate_limited");
+
+            // Another address is not limited; nor is one that sends no token at all.
+            let operator = client_from(Some(ip("127.0.0.42")));
+            for _ in 0..20 {
+                send(operator.get(&blocks)).await.expect_error(401, "admin_unauthorized");
+            }
+            send(app.admin(operator.get(&blocks))).await.expect(200);
+            // Right tokens are not counted either.
+            for _ in 0..20 {
+                send(app.admin(operator.get(&blocks))).await.expect(200);
+            }
+        })
+    })
+    .await;
+}
+
+/// IPv6 clients (here through a trusted proxy's `X-Forwarded-For`) are limited per /64
+/// and per /48: the /48 admits `ipv6_network_multiplier` (4) times the per-address
+/// limit, so moving to a fresh /64 of the same /48 does not buy a fresh quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_limits_also_apply_per_48() {
+    let mut env = Env::new().await;
+    env.start(|s| {
+        s.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.abuse.register_per_address = 2;
+    })
+    .await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let http = client_from(Some(ip("127.0.0.1")));
+            let register = |from: String| {
+                let body = json!({"name": "N", "email": random_email(), "password": PASSWORD});
+                let request = http.post(app.url("/v1/auth/register")).json(&body);
+                send(request.header("x-forwarded-for", from))
+            };
+            // 4 /64s of 2001:db8:48::/48, 2 each: the /48's 8.
+            for subnet in 0..4 {
+                for host in 1..=2 {
+                    register(format!("2001:db8:48:{subnet}::{host}")).await.expect(202);
+                }
+            }
+            // The /64 itself is still within its own limit of 2, yet the /48 refuses.
+            let limited = register("2001:db8:48:99::1".to_owned()).await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("ratelimit-limit"), Some("8"));
+            // Its per-/64 limit still holds, and another /48 has its own quota.
+            register("2001:db8:49::1".to_owned()).await.expect(202);
+            register("2001:db8:49::2".to_owned()).await.expect(202);
+            register("2001:db8:49::3".to_owned()).await.expect_error(429, "rate_limited");
+        })
+    })
+    .await;
+}
+
+/// Mails in the folder addressed to `to`, as text.
+fn mails_to(dir: &Path, to: &str) -> Vec<String> {
+    let to_line = format!("to: {}", to.to_ascii_lowercase());
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .map(|raw| decode_quoted_printable(&raw))
+        .filter(|text| text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line))
+        .collect()
+}
+
+/// An email whose domain is spelled in full-width capitals is the same account as its
+/// plain spelling: registering it again mails the owner a notice (no second account, no
+/// second verification link), and it logs in to the original account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_width_domain_is_the_same_account() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let http = client_from(None);
+            let app = env.at(0);
+            let local = format!("user-{}", random_hex(6));
+            let plain = format!("{local}@example.com");
+            // ＥＸＡＭＰＬＥ in full-width capitals.
+            let wide =
+                format!("{local}@\u{FF25}\u{FF38}\u{FF21}\u{FF2D}\u{FF30}\u{FF2C}\u{FF25}.com");
+            env.verified(0, &plain).await;
+            let owner = app.login(&http, &plain, PASSWORD).await;
+            owner.expect(200);
+            let owner_id = app.me(&http, &owner.session_cookie().unwrap()).await.body["user"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+
+            // An attacker registers the full-width spelling with their own password.
+            let body =
+                json!({"name": "Attacker", "email": wide, "password": "attacker's own password"});
+            send(http.post(app.url("/v1/auth/register")).json(&body)).await.expect(202);
+
+            // The owner is mailed a notice, not a verification link (the mail is
+            // written by a spawned task: this waits for real I/O).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mails = loop {
+                let mails = mails_to(&env.mail.0, &plain);
+                if mails.len() >= 2 {
+                    break mails;
+                }
+                assert!(Instant::now() < deadline, "no second mail to {plain}: {mails:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            assert_eq!(mails.len(), 2, "{mails:?}");
+            let links = mails.iter().filter(|m| m.contains("/verify-email#token=")).count();
+            assert_eq!(links, 1, "only the first registration got a verification link");
+
+            // Any spelling of the domain logs in to the owner's account, with the owner's
+            // password only.
+            let upper = format!("{}@EXAMPLE.COM", local.to_uppercase());
+            for spelling in [&wide, &upper] {
+                let login = app.login(&http, spelling, PASSWORD).await;
+                login.expect(200);
+                let me = app.me(&http, &login.session_cookie().unwrap()).await;
+                assert_eq!(me.body["user"]["id"].as_str(), Some(owner_id.as_str()));
+                assert_eq!(me.body["user"]["email"].as_str(), Some(plain.as_str()));
+                let attacker = app.login(&http, spelling, "attacker's own password").await;
+                attacker.expect_error(401, "invalid_credentials");
+            }
         })
     })
     .await;

@@ -1,5 +1,6 @@
-//! [`RedisConfig`]: where Redis is and how patient to be with it.
+//! [`RedisConfig`]: where Redis is, how to trust it (TLS) and how patient to be with it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fred::prelude::{Builder, Config, ReconnectPolicy, TcpConfig};
@@ -14,7 +15,11 @@ use crate::error::RedisError;
 pub struct RedisConfig {
     /// fred's own URL forms: `redis://h:p/db`, `rediss://…` (feature `tls`),
     /// `redis-cluster://h:p?node=h:p`, `redis-sentinel://h:p?sentinelServiceName=…&node=h:p`.
+    /// A TLS scheme (`rediss…`, `valkeys…`) without the `tls` feature is refused.
     pub url: String,
+    /// PEM file of the certificate authorities that sign the server's certificate, for a
+    /// TLS URL (`None`: the system's roots). Set for a private CA; ignored without TLS.
+    pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key and of the invalidation channel (environment separation).
     /// Must not contain `{` or `}`, which would change the Cluster hash slot of keys.
     pub key_prefix: String,
@@ -40,6 +45,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".to_owned(),
+            tls_ca_file: None,
             key_prefix: "ta:".to_owned(),
             command_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(1),
@@ -51,6 +57,16 @@ impl Default for RedisConfig {
         }
     }
 }
+
+/// Whether a Redis URL's scheme asks for TLS (`rediss`, `rediss-cluster`,
+/// `rediss-sentinel`, and fred's `valkeys` spellings).
+pub fn url_uses_tls(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme).to_ascii_lowercase();
+    scheme.starts_with("rediss") || scheme.starts_with("valkeys")
+}
+
+/// Whether this build can speak TLS to Redis (cargo feature `tls`, on by default).
+pub const TLS_COMPILED: bool = cfg!(feature = "tls");
 
 /// Longest a connection may leave a command unanswered before fred closes it and
 /// reconnects (which also triggers a journal replay): a paused Redis is noticed in
@@ -69,7 +85,24 @@ impl RedisConfig {
         if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(RedisError::Config("timeouts must be positive"));
         }
+        // fred without a TLS feature parses `rediss://`, logs a warning and connects in
+        // plain text: credentials and session data would cross the network in clear.
+        if self.uses_tls() && !TLS_COMPILED {
+            return Err(RedisError::Config(
+                "url asks for TLS (rediss://) but this build has no TLS support \
+                 (cache-redis feature `tls`)",
+            ));
+        }
+        if self.tls_ca_file.is_some() && !self.uses_tls() {
+            return Err(RedisError::Config("tls_ca_file is set but url is not a rediss:// URL"));
+        }
         Ok(())
+    }
+
+    /// Whether the URL's scheme asks for TLS (`rediss`, `rediss-cluster`,
+    /// `rediss-sentinel`, and fred's `valkeys` spellings).
+    pub fn uses_tls(&self) -> bool {
+        url_uses_tls(&self.url)
     }
 
     /// A fred builder with our timeouts, retry bound, reconnect policy and TCP settings.
@@ -78,6 +111,11 @@ impl RedisConfig {
     pub(crate) fn builder(&self) -> Result<Builder, RedisError> {
         self.validate()?;
         let mut fred_config = Config::from_url(&self.url)?;
+        #[cfg(feature = "tls")]
+        if let Some(ca_file) = &self.tls_ca_file {
+            // Replaces the connector fred built from the system roots.
+            fred_config.tls = Some(tls::connector_trusting(ca_file)?.into());
+        }
         // Start without Redis: the first connection is retried in the background like any
         // later reconnect, and callers get errors (then the breaker) meanwhile.
         fred_config.fail_fast = false;
@@ -113,5 +151,88 @@ impl RedisConfig {
             // used again within about a second.
             .set_policy(ReconnectPolicy::new_exponential(0, 20, 1000, 2));
         Ok(builder)
+    }
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::path::Path;
+
+    use fred::prelude::TlsConnector;
+    use fred::rustls::pki_types::CertificateDer;
+    use fred::rustls::pki_types::pem::PemObject as _;
+    use fred::rustls::{ClientConfig, RootCertStore};
+
+    use crate::error::RedisError;
+
+    /// A rustls connector that trusts exactly the certificates in the PEM file `ca_file`.
+    pub(super) fn connector_trusting(ca_file: &Path) -> Result<TlsConnector, RedisError> {
+        let failed =
+            |what: String| RedisError::Tls(format!("tls_ca_file {}: {what}", ca_file.display()));
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| failed(e.to_string()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| failed(e.to_string()))?;
+            roots.add(cert).map_err(|e| failed(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(failed("holds no PEM certificate".to_owned()));
+        }
+        Ok(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_url(url: &str) -> RedisConfig {
+        RedisConfig { url: url.to_owned(), ..RedisConfig::default() }
+    }
+
+    #[test]
+    fn tls_schemes_are_recognised() {
+        for url in ["rediss://h:1", "REDISS://h", "rediss-cluster://h", "valkeys://h"] {
+            assert!(with_url(url).uses_tls(), "{url}");
+        }
+        for url in ["redis://h:1", "redis-cluster://h", "redis-sentinel://h", "h:6379"] {
+            assert!(!with_url(url).uses_tls(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_tls_url_needs_tls_compiled_in() {
+        let result = with_url("rediss://127.0.0.1:6380").validate();
+        assert_eq!(result.is_ok(), TLS_COMPILED, "{result:?}");
+        if let Err(e) = result {
+            assert!(e.to_string().contains("rediss://"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_tls_url() {
+        let config = RedisConfig { tls_ca_file: Some("/ca.pem".into()), ..with_url("redis://h") };
+        assert!(config.validate().is_err());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_config_error() {
+        let missing = RedisConfig {
+            tls_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..with_url("rediss://127.0.0.1:6380")
+        };
+        let refusal = |config: &RedisConfig| match config.builder() {
+            Ok(_) => panic!("{config:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        let err = refusal(&missing);
+        assert!(err.contains("tls_ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
+        let empty = std::env::temp_dir().join(format!("empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let config = RedisConfig { tls_ca_file: Some(empty.clone()), ..missing };
+        let err = refusal(&config);
+        let _ = std::fs::remove_file(&empty);
+        assert!(err.contains("no PEM certificate"), "{err}");
     }
 }

@@ -19,6 +19,10 @@ pub(crate) enum RedisError {
     /// A setting that cannot work.
     #[error("invalid redis configuration: {0}")]
     Config(&'static str),
+    /// The TLS settings cannot be used (an unreadable or empty CA file).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    #[error("invalid redis TLS configuration: {0}")]
+    Tls(String),
 }
 
 impl RedisError {
@@ -40,7 +44,9 @@ impl From<RedisError> for StoreError {
                 _ => StoreError::unavailable(e),
             },
             RedisError::Reply(_) => StoreError::corrupt(e),
-            RedisError::ReplayPending | RedisError::Config(_) => StoreError::unavailable(e),
+            RedisError::ReplayPending | RedisError::Config(_) | RedisError::Tls(_) => {
+                StoreError::unavailable(e)
+            }
         }
     }
 }

@@ -40,7 +40,7 @@ pub use fred;
 
 pub use analytics::{DayDelta, DayFigures};
 pub use bulk::BULK_PIPELINE;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, TLS_COMPILED, url_uses_tls};
 pub use impls::TIER;
 pub use keys::session_key;
 pub use limiter::{LIMITER_TIER, RedisRateLimiter};

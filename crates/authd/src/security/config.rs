@@ -112,6 +112,9 @@ pub struct AbuseSettings {
     pub forgot_per_account: u32,
     /// Failed password resets per address per window.
     pub reset_per_address: u32,
+    /// Admin API requests with a wrong bearer token per address per window (lockouts
+    /// escalate like logins').
+    pub admin_per_address: u32,
     /// Failed logins for this many distinct accounts from one address...
     pub stuffing_accounts: u32,
     /// ...within this window block the address.
@@ -124,6 +127,11 @@ pub struct AbuseSettings {
     pub block_secs: u64,
     /// IPv6 clients are counted and blocked per network of this prefix length.
     pub ipv6_prefix: u8,
+    /// IPv6 per-address limits also count per network of this shorter prefix length (a
+    /// site); equal to `ipv6_prefix` turns that off.
+    pub ipv6_network_prefix: u8,
+    /// Such a network admits this many times the per-address limit.
+    pub ipv6_network_multiplier: u32,
     /// Keys the per-instance limiter (the fallback when Redis is down) holds at most.
     pub memory_max_keys: usize,
     /// How often each instance reloads the block list from SQL.
@@ -147,12 +155,15 @@ impl Default for AbuseSettings {
             forgot_per_address: d.forgot_per_address.limit,
             forgot_per_account: d.forgot_per_account.limit,
             reset_per_address: d.reset_per_address.limit,
+            admin_per_address: d.admin_per_address.limit,
             stuffing_accounts: d.stuffing.threshold,
             stuffing_window_secs: d.stuffing.window.as_secs(),
             guessing_tokens: d.guessing.threshold,
             guessing_window_secs: d.guessing.window.as_secs(),
             block_secs: d.stuffing.block_for.as_secs(),
             ipv6_prefix: d.ipv6_prefix,
+            ipv6_network_prefix: d.ipv6_network_prefix,
+            ipv6_network_multiplier: d.ipv6_network_multiplier,
             memory_max_keys: 1_000_000,
             block_refresh_ms: 1000,
         }
@@ -181,6 +192,7 @@ impl AbuseSettings {
             forgot_per_address: limit(self.forgot_per_address),
             forgot_per_account: limit(self.forgot_per_account),
             reset_per_address: limit(self.reset_per_address),
+            admin_per_address: login(self.admin_per_address),
             stuffing: Detector {
                 threshold: self.stuffing_accounts,
                 window: secs(self.stuffing_window_secs),
@@ -192,6 +204,8 @@ impl AbuseSettings {
                 block_for,
             },
             ipv6_prefix: self.ipv6_prefix,
+            ipv6_network_prefix: self.ipv6_network_prefix,
+            ipv6_network_multiplier: self.ipv6_network_multiplier,
         }
     }
 

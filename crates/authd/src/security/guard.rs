@@ -89,6 +89,11 @@ impl Security {
         &self.inner.abuse
     }
 
+    /// Whether rate limits are on (`abuse.enabled`).
+    pub fn limits_enabled(&self) -> bool {
+        self.inner.limits
+    }
+
     /// The client address of a request from `peer` with `headers`.
     fn client(&self, peer: std::net::IpAddr, headers: &header::HeaderMap) -> ClientAddr {
         let forwarded = headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());

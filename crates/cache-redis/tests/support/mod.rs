@@ -1,5 +1,6 @@
 //! Shared helpers of the cache-redis tests: store configs with a unique key prefix, and
-//! redis-server processes (single or a 3-master Cluster) on free loopback ports.
+//! redis-server processes (single, TLS-only, or a 3-master Cluster) on free loopback
+//! ports.
 //!
 //! Every process a test starts is killed when its guard is dropped, including on panic.
 //! As a second line of defence each one also gets a watchdog shell that kills it once
@@ -200,6 +201,85 @@ impl RedisServer {
         let mut server = Self { port, dir, args, child: None, watchdog: None };
         server.spawn();
         server
+    }
+
+    /// Starts a server that listens only with TLS (`--port 0 --tls-port`), presenting
+    /// `cert`/`key` and not asking clients for certificates. `None` (after recording a
+    /// skip) when this redis-server was built without TLS support.
+    #[allow(clippy::disallowed_methods)] // See `wait_for_ping`.
+    pub fn start_tls(tag: &str, cert: &Path, key: &Path) -> Option<Self> {
+        let port = free_port(false);
+        let dir = TempDir::new(tag);
+        let log = dir.path().join("redis.log");
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir.path().display().to_string(),
+            "--logfile",
+            &log.display().to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut child = Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("redis-server on PATH");
+        let mut dog = watchdog(child.id());
+        // Ready when the TLS port accepts connections; a server that cannot do TLS exits.
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let _ = dog.kill();
+                let _ = dog.wait();
+                let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+                }
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("tls") && lower.contains("not supported")
+                    || lower.contains("bad directive")
+                {
+                    cache_testkit::skip("this redis-server was built without TLS support");
+                    return None;
+                }
+                panic!("redis-server --tls-port exited ({status}): {text}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not open its TLS port {port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self { port, dir, args, child: Some(child), watchdog: Some(dog) })
+    }
+
+    /// The `rediss://` URL of a server started with [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
     }
 
     fn spawn(&mut self) {
