@@ -53,8 +53,8 @@ pub struct Backends {
     /// Probes Redis through its open breaker; stops when dropped.
     pub prober: Option<BreakerProber>,
     /// Applies every revocation in the SQL journal to the cache tiers; stops when
-    /// dropped. Present when a cache tier is on.
-    pub follower: Option<RevocationFollower>,
+    /// dropped (the last clone). Present when a cache tier is on.
+    pub follower: Option<Arc<RevocationFollower>>,
 }
 
 /// A background task that, while the Redis breaker is open, sends it one probe per
@@ -207,7 +207,7 @@ pub async fn compose(
             poll_interval: Duration::from_millis(settings.database.journal_poll_ms),
             ..FollowConfig::default()
         };
-        Some(RevocationFollower::spawn(sql.clone(), config, sinks).await)
+        Some(Arc::new(RevocationFollower::spawn(sql.clone(), config, sinks).await))
     };
 
     let mut readiness = Readiness::new().with(Arc::new(SqlProbe(sql.clone())));
