@@ -347,6 +347,7 @@ impl SqlStore {
         }
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) fn connect_timeout(&self) -> Duration {
         self.inner.config.connect_timeout
     }
