@@ -4,6 +4,7 @@
 mod bench;
 mod cleanup;
 mod migrate;
+mod revocation;
 mod seed;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,9 @@ enum Task {
     Cleanup(cleanup::CleanupArgs),
     /// Measures the hot path against its baselines (docs/benchmarks.md, BENCH.md).
     Bench(bench::BenchArgs),
+    /// Measures how long after a revoke on one instance another refuses the session,
+    /// normally and under Redis faults (p50/p99/max; issue 13).
+    RevocationLatency(revocation::RevocationArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
         Task::Bench(args) => bench::run(args),
         Task::Cleanup(args) => runtime()?.block_on(cleanup::run(args)),
+        Task::RevocationLatency(args) => revocation::run(args),
     }
 }
 

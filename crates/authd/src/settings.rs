@@ -140,6 +140,10 @@ pub struct DatabaseSettings {
     pub query_timeout_ms: u64,
     /// Run the embedded migrations at start-up.
     pub migrate: bool,
+    /// How often the revocation journal is read for other instances' revocations
+    /// without a notification: the delivery bound on SQLite, the safety net behind
+    /// `LISTEN/NOTIFY` on PostgreSQL.
+    pub journal_poll_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -152,6 +156,7 @@ impl Default for DatabaseSettings {
             connect_timeout_ms: ms(sql.connect_timeout),
             query_timeout_ms: ms(sql.query_timeout),
             migrate: true,
+            journal_poll_ms: ms(cache_sql::FollowConfig::default().poll_interval),
         }
     }
 }
@@ -164,6 +169,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("query_timeout_ms", &self.query_timeout_ms)
             .field("migrate", &self.migrate)
+            .field("journal_poll_ms", &self.journal_poll_ms)
             .finish()
     }
 }
@@ -576,6 +582,11 @@ impl Settings {
         );
         ensure!(self.database.pool_size >= 1, "database.pool_size must be >= 1");
         ensure!(self.database.query_timeout_ms >= 1, "database.query_timeout_ms must be >= 1");
+        ensure!(
+            (10..=1000).contains(&self.database.journal_poll_ms),
+            "database.journal_poll_ms must be between 10 and 1000 (revocations reach every \
+             instance within a second)"
+        );
         ensure!(self.database.connect_timeout_ms >= 1, "database.connect_timeout_ms must be >= 1");
 
         if self.memory.enabled {

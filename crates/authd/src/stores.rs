@@ -10,7 +10,10 @@
 //!
 //! Accounts and credentials always come from SQL alone. With Redis, the SQL revocation
 //! journal is replayed into Redis after every reconnect, and an invalidation listener
-//! applies other instances' revocations to this instance's memory tier.
+//! applies other instances' revocations to this instance's memory tier (the fast path).
+//! With any cache tier, a [`RevocationFollower`] reads every new row of the SQL journal
+//! (PostgreSQL `LISTEN/NOTIFY` plus a poll, SQLite a poll) and applies it to the memory
+//! tier and to Redis: the path that holds whatever Redis does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +21,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use auth::Stores;
 use cache_core::{
-    Breaker, BreakerConfig, BreakerHandle, BreakerState, RevocationJournal, SessionLookup,
-    SessionStore, SharedClock, Tiered, UserCache, VerificationStore,
+    Breaker, BreakerConfig, BreakerHandle, BreakerState, RevocationJournal, RevocationSink,
+    SessionLookup, SessionStore, SharedClock, Tiered, UserCache, VerificationStore,
 };
 use cache_memory::{MemoryConfig, MemoryStore};
 use cache_redis::{InvalidationListener, RedisConfig, RedisStore};
-use cache_sql::{SqlConfig, SqlStore};
+use cache_sql::{FollowConfig, RevocationFollower, SqlConfig, SqlStore};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret as _;
@@ -49,6 +52,9 @@ pub struct Backends {
     pub listener: Option<InvalidationListener>,
     /// Probes Redis through its open breaker; stops when dropped.
     pub prober: Option<BreakerProber>,
+    /// Applies every revocation in the SQL journal to the cache tiers; stops when
+    /// dropped (the last clone). Present when a cache tier is on.
+    pub follower: Option<Arc<RevocationFollower>>,
 }
 
 /// A background task that, while the Redis breaker is open, sends it one probe per
@@ -182,6 +188,28 @@ pub async fn compose(
         (None, None) => (all_of(sql.clone(), accounts), None, None),
     };
 
+    // SQL is the authority: every journal row reaches this instance's caches whatever
+    // Redis does (frozen, dead, or a revoking instance that died before writing to it).
+    // Started before cache warming (`Ops::start`) reads SQL, so nothing revoked after
+    // that read is missed. The raw Redis store, not the breaker: revocations always go
+    // through, and a failure makes the store distrust Redis and replay the journal.
+    let mut sinks: Vec<Arc<dyn RevocationSink>> = Vec::new();
+    if let Some(memory) = &memory {
+        sinks.push(Arc::new(memory.clone()));
+    }
+    if let Some(redis) = &redis {
+        sinks.push(Arc::new(redis.clone()));
+    }
+    let follower = if sinks.is_empty() {
+        None
+    } else {
+        let config = FollowConfig {
+            poll_interval: Duration::from_millis(settings.database.journal_poll_ms),
+            ..FollowConfig::default()
+        };
+        Some(Arc::new(RevocationFollower::spawn(sql.clone(), config, sinks).await))
+    };
+
     let mut readiness = Readiness::new().with(Arc::new(SqlProbe(sql.clone())));
     if let (Some(store), Some(handle)) = (&redis, &breaker) {
         readiness = readiness.with(Arc::new(RedisProbe(store.clone(), handle.clone())));
@@ -195,12 +223,13 @@ pub async fn compose(
         redis = redis.is_some(),
         "stores composed"
     );
-    Ok(Backends { stores, readiness, sql, memory, redis, breaker, listener, prober })
+    Ok(Backends { stores, readiness, sql, memory, redis, breaker, listener, prober, follower })
 }
 
 /// The Redis tier's configuration: the settings over the crate's defaults. Revocation
-/// fences must outlive any session they could hide, so they last at least the absolute
-/// session lifetime.
+/// fences must outlive any session they could hide, and a reconnect must replay every
+/// revocation that could still matter, so both cover at least the absolute session
+/// lifetime.
 fn redis_config(settings: &Settings, url: &str) -> RedisConfig {
     let r = &settings.redis;
     let defaults = RedisConfig::default();
@@ -213,6 +242,7 @@ fn redis_config(settings: &Settings, url: &str) -> RedisConfig {
         connect_timeout: Duration::from_millis(r.connect_timeout_ms),
         pool_size: r.pool_size,
         fence_ttl: defaults.fence_ttl.max(absolute),
+        replay_window: defaults.replay_window.max(absolute),
         ..defaults
     }
 }

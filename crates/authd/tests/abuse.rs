@@ -891,6 +891,7 @@ async fn the_admin_api_needs_its_own_token() {
 fn item8_settings(env: &Env) -> Settings {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
     settings.server.workers = 1;
     settings.mail.dir = env.mail.0.clone();
     settings.admin.token = Some(ADMIN_TOKEN.into());

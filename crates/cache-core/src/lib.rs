@@ -30,7 +30,8 @@ pub use breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Conflict, StoreError, StoreResult};
 pub use model::{
-    Credentials, NewUser, Purpose, Revocation, Session, SessionWithUser, User, UserId, Verification,
+    Credentials, JournalEntry, NewUser, Purpose, Revocation, Session, SessionWithUser, User,
+    UserId, Verification,
 };
 pub use store::{
     AccountStore, ExpiredCleanup, RevocationJournal, RevocationSink, SessionLookup, SessionStore,

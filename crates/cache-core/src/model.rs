@@ -301,6 +301,17 @@ pub enum Revocation {
     },
 }
 
+/// A journal row: its id (increasing in insertion order, assigned by the authority) and
+/// the revocation it records. Readers page through the journal by id, never by time:
+/// revocation times come from the clocks of several instances and are not ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The row's id.
+    pub id: i64,
+    /// What was revoked.
+    pub revocation: Revocation,
+}
+
 impl Revocation {
     /// When the revocation happened.
     pub fn at(&self) -> DateTime<Utc> {

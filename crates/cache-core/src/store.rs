@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::StoreResult;
 use crate::model::{
-    Credentials, NewUser, Purpose, Revocation, Session, SessionWithUser, User, UserId, Verification,
+    Credentials, JournalEntry, NewUser, Purpose, Revocation, Session, SessionWithUser, User,
+    UserId, Verification,
 };
 use crate::token::{SessionKey, TokenHash};
 
@@ -164,6 +165,16 @@ pub trait AccountStore: Send + Sync {
 pub trait RevocationJournal: Send + Sync {
     /// Revocations recorded at or after `since`, oldest first.
     async fn revocations_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Revocation>>;
+
+    /// One bounded page of a replay: the entries recorded at or after `since` whose id
+    /// is above `after`, in id order, at most `limit`. A replay starts with `after = 0`
+    /// and continues from the last id it got until a page is shorter than `limit`.
+    async fn revocations_page(
+        &self,
+        since: DateTime<Utc>,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<JournalEntry>>;
 }
 
 /// A cache that can apply revocations made elsewhere (another instance, the journal).
@@ -326,5 +337,13 @@ impl<T: RevocationSink + ?Sized> RevocationSink for Arc<T> {
 impl<T: RevocationJournal + ?Sized> RevocationJournal for Arc<T> {
     async fn revocations_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Revocation>> {
         (**self).revocations_since(since).await
+    }
+    async fn revocations_page(
+        &self,
+        since: DateTime<Utc>,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<JournalEntry>> {
+        (**self).revocations_page(since, after, limit).await
     }
 }

@@ -37,7 +37,9 @@ pub struct RedisConfig {
     /// How long revocation fences and tombstones live. Must be at least the absolute
     /// session lifetime, or a snapshot could revive a session after its fence expired.
     pub fence_ttl: Duration,
-    /// How far back the revocation journal is replayed after every (re)connect.
+    /// How far back the revocation journal is replayed after every (re)connect (by id,
+    /// in pipelines of 500). At least the absolute session lifetime: a revocation older
+    /// than any session it covers can no longer matter, a younger one can.
     pub replay_window: Duration,
 }
 
@@ -53,7 +55,7 @@ impl Default for RedisConfig {
             max_command_attempts: 2,
             user_ttl: Duration::from_secs(7 * 24 * 3600),
             fence_ttl: Duration::from_secs(30 * 24 * 3600),
-            replay_window: Duration::from_secs(24 * 3600),
+            replay_window: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

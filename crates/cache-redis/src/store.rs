@@ -360,18 +360,33 @@ async fn replay_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Loads the scripts (a restarted Redis lost them) and applies the journal's recent
-/// revocations. Returns how many were applied.
+/// Loads the scripts (a restarted Redis lost them) and applies the journal's
+/// revocations of the replay window. Returns how many were applied. A row whose
+/// transaction commits while the replay pages past its id is not seen here; every
+/// instance's SQL journal follower applies it to Redis when it becomes visible.
 async fn replay_once(shared: &Shared) -> Result<usize, StoreError> {
     shared.scripts.load_all(&shared.pool).await?;
     let journal = shared.trust.journal.read().clone();
     let Some(journal) = journal else { return Ok(0) };
     let window = chrono::Duration::from_std(shared.config.replay_window)
-        .unwrap_or(chrono::Duration::days(1));
+        .unwrap_or(chrono::Duration::days(30));
     let since = shared.clock.now() - window;
-    let revocations = journal.revocations_since(since).await?;
-    apply_revocations(shared, &revocations).await?;
-    Ok(revocations.len())
+    // By id, in bounded pages: the window is the absolute session lifetime, which can
+    // hold far more rows than one reply or one pipeline should.
+    let (mut after, mut replayed) = (0, 0);
+    loop {
+        let page = journal.revocations_page(since, after, REPLAY_BATCH).await?;
+        let full = page.len() >= REPLAY_BATCH;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let revocations: Vec<Revocation> = page.into_iter().map(|e| e.revocation).collect();
+        apply_revocations(shared, &revocations).await?;
+        replayed += revocations.len();
+        if !full {
+            break;
+        }
+    }
+    Ok(replayed)
 }
 
 /// The key and argument lists of one revocation's script call (without publishing: the

@@ -15,8 +15,11 @@
 //!   unreachable (reported as unavailable), the query timeout once connected.
 //! - IP blocks (table `ip_blocks`) are the authority of every instance's block list
 //!   ([`cache_core::BlockList`]).
+//! - Every instance follows the journal by id ([`RevocationFollower`]: PostgreSQL
+//!   `LISTEN/NOTIFY` plus a poll, SQLite a poll) and applies each revocation to its
+//!   caches, so a revocation reaches every cache whatever Redis does.
 //! - Migrations (`migrations/postgres`, `migrations/sqlite`) are embedded and applied
-//!   by [`SqlStore::migrate`].
+//!   by [`SqlStore::migrate`] under a lock, so instances starting at once all come up.
 
 #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
 compile_error!("cache-sql needs the `postgres` or the `sqlite` feature (or both)");
@@ -29,6 +32,7 @@ mod analytics;
 mod blocks;
 mod bulk;
 mod error;
+mod follow;
 mod rows;
 mod schema;
 mod sessions;
@@ -39,6 +43,7 @@ mod verifications;
 
 pub use analytics::ExpiredSession;
 pub use bulk::BULK_ROWS_PER_STATEMENT;
+pub use follow::{FollowConfig, RevocationFollower};
 pub use store::{PoolState, SqlConfig, SqlStore};
 
 /// The driver crates, for callers that need their types.

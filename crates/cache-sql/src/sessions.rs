@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use cache_core::{
-    Conflict, ExpiredCleanup, Revocation, RevocationJournal, Session, SessionKey, SessionStore,
-    SessionWithUser, StoreError, StoreResult, TokenHash, User, UserId,
+    Conflict, ExpiredCleanup, JournalEntry, Revocation, RevocationJournal, Session, SessionKey,
+    SessionStore, SessionWithUser, StoreError, StoreResult, TokenHash, User, UserId,
 };
 use chrono::{DateTime, Utc};
 use diesel::dsl::{case_when, exists, not};
@@ -369,6 +369,7 @@ impl SessionStore for SqlStore {
             })
             .await
         })?;
+        self.after_revocation_commit()?;
         Ok(deleted)
     }
 
@@ -413,6 +414,7 @@ impl SessionStore for SqlStore {
             })
             .await
         })?;
+        self.after_revocation_commit()?;
         Ok(deleted)
     }
 
@@ -473,5 +475,80 @@ impl RevocationJournal for SqlStore {
                 .await?)
         })?;
         Ok(rows.into_iter().map(Revocation::try_from).collect::<SqlResult<Vec<_>>>()?)
+    }
+
+    async fn revocations_page(
+        &self,
+        since: DateTime<Utc>,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<JournalEntry>> {
+        let (since, limit) = (Ts(since), i64::try_from(limit).unwrap_or(i64::MAX));
+        self.count(1);
+        let rows = with_conn!(self, |conn| {
+            Ok(session_revocations::table
+                .select((session_revocations::id, revocation_columns!()))
+                .filter(session_revocations::id.gt(after))
+                .filter(session_revocations::revoked_at.ge(since))
+                .order(session_revocations::id)
+                .limit(limit)
+                .load::<(i64, RevocationRow)>(conn)
+                .await?)
+        })?;
+        Ok(entries(rows)?)
+    }
+}
+
+fn entries(rows: Vec<(i64, RevocationRow)>) -> SqlResult<Vec<JournalEntry>> {
+    rows.into_iter()
+        .map(|(id, row)| Ok(JournalEntry { id, revocation: Revocation::try_from(row)? }))
+        .collect()
+}
+
+/// The journal as the follower reads it (`crate::follow`): not counted in
+/// [`SqlStore::query_count`], which counts the statements of store operations.
+impl SqlStore {
+    /// The highest journal id (0 when the journal is empty).
+    pub(crate) async fn journal_head(&self) -> SqlResult<i64> {
+        with_conn!(self, |conn| {
+            Ok(session_revocations::table
+                .select(diesel::dsl::max(session_revocations::id))
+                .get_result::<Option<i64>>(conn)
+                .await?
+                .unwrap_or(0))
+        })
+    }
+
+    /// Entries with an id above `after` (oldest first, at most `limit`), and those among
+    /// `ids` (ids the follower saw missing: rows of transactions that had not committed
+    /// yet when a later id became visible).
+    pub(crate) async fn journal_after(
+        &self,
+        after: i64,
+        limit: usize,
+        ids: Vec<i64>,
+    ) -> SqlResult<(Vec<JournalEntry>, Vec<JournalEntry>)> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (new, late) = with_conn!(self, |conn| {
+            let new = session_revocations::table
+                .select((session_revocations::id, revocation_columns!()))
+                .filter(session_revocations::id.gt(after))
+                .order(session_revocations::id)
+                .limit(limit)
+                .load::<(i64, RevocationRow)>(conn)
+                .await?;
+            let late = if ids.is_empty() {
+                Vec::new()
+            } else {
+                session_revocations::table
+                    .select((session_revocations::id, revocation_columns!()))
+                    .filter(session_revocations::id.eq_any(ids))
+                    .order(session_revocations::id)
+                    .load::<(i64, RevocationRow)>(conn)
+                    .await?
+            };
+            Ok((new, late))
+        })?;
+        Ok((entries(new)?, entries(late)?))
     }
 }

@@ -35,6 +35,12 @@ const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/po
 #[cfg(feature = "sqlite")]
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
+/// Taken before the PostgreSQL migrations: an advisory lock whose two keys are a
+/// constant of ours and the target schema, so that concurrent migrations of one schema
+/// wait for each other and those of other schemas (tests) do not.
+#[cfg(feature = "postgres")]
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(1952807028, hashtext(current_schema()))";
+
 /// Set on every pooled SQLite connection. `busy_timeout` comes first: switching the
 /// journal mode takes a lock, and concurrent writers must wait for each other rather
 /// than fail with "database is locked". WAL lets readers run beside the one writer.
@@ -109,6 +115,8 @@ struct Inner {
     queries: AtomicU64,
     queries_metric: metrics::Counter,
     last_connect_error: LastError,
+    #[cfg(feature = "test-util")]
+    fail_after_commit: std::sync::atomic::AtomicBool,
     /// Declared after `pool` so that connections close before the directory goes.
     _temp_dir: Option<TempDir>,
 }
@@ -239,6 +247,8 @@ impl SqlStore {
                 queries_metric: metrics::counter!("sql_queries_total", "backend" => backend),
                 config,
                 last_connect_error,
+                #[cfg(feature = "test-util")]
+                fail_after_commit: std::sync::atomic::AtomicBool::new(false),
                 _temp_dir: temp_dir,
             }),
         })
@@ -267,9 +277,16 @@ impl SqlStore {
                 // migrated.
                 let mut conn = pool.get().await.map_err(|e| self.pool_error(e))?;
                 conn.spawn_blocking(|conn| {
-                    conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                        .map(drop)
-                        .map_err(DieselError::QueryBuilderError)
+                    // BEGIN IMMEDIATE takes SQLite's write lock before the harness reads
+                    // which migrations are applied, so processes starting at once on an
+                    // empty file run them one after the other (the others wait under
+                    // `busy_timeout`, then find nothing pending); the harness's own
+                    // transactions become savepoints inside it.
+                    conn.immediate_transaction(|conn| {
+                        conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                            .map(drop)
+                            .map_err(DieselError::QueryBuilderError)
+                    })
                 })
                 .await
                 .map_err(|e| SqlError::Migration(Box::new(e)))
@@ -307,10 +324,51 @@ impl SqlStore {
                 .map_err(|_| SqlError::PoolTimeout { timeout: connect_timeout, last: None })?
                 .map_err(|e| SqlError::Connect(Box::new(e)))?;
             let mut conn: AsyncConnectionWrapper<diesel_async::AsyncPgConnection> = conn.into();
+            // Instances starting at once on an empty database would otherwise all see
+            // the same pending migrations and all but one fail on "already exists". The
+            // session-level lock serializes them per schema (the key names the schema the
+            // migrations go to) and is released when this connection closes, whatever
+            // happens.
+            diesel::connection::SimpleConnection::batch_execute(&mut conn, MIGRATION_LOCK)
+                .map_err(SqlError::Query)?;
             conn.run_pending_migrations(PG_MIGRATIONS).map(drop).map_err(SqlError::Migration)
         })
         .await
         .map_err(SqlError::Task)?
+    }
+
+    /// The URL of a PostgreSQL store (for connections outside the pool).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        match self.inner.pool {
+            Pool::Pg(_) => Some(&self.inner.url),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.inner.config.connect_timeout
+    }
+
+    /// Test-only failpoint (feature `test-util`, never in the default build): while on,
+    /// `delete` and `delete_user_sessions` commit their transaction and then fail, as if
+    /// the instance died between its SQL commit and its cache writes.
+    #[cfg(feature = "test-util")]
+    pub fn fail_after_revocation_commit(&self, on: bool) {
+        self.inner.fail_after_commit.store(on, Ordering::SeqCst);
+    }
+
+    /// The failpoint's check (see `fail_after_revocation_commit`); a no-op without
+    /// `test-util`.
+    #[inline]
+    pub(crate) fn after_revocation_commit(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "test-util")]
+        if self.inner.fail_after_commit.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("failpoint: died after the revocation commit"));
+        }
+        Ok(())
     }
 
     /// `"postgres"` or `"sqlite"`.

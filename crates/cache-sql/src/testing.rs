@@ -52,12 +52,24 @@ pub async fn isolated_postgres_with(
     config: SqlConfig,
     clock: SharedClock,
 ) -> Result<SqlStore, StoreError> {
-    let admin = SqlStore::connect(
-        base_url,
-        SqlConfig { pool_size: 1, ..SqlConfig::default() },
-        clock.clone(),
-    )
-    .await?;
+    let url = empty_postgres_schema(base_url, clock.clone()).await?;
+    let store = SqlStore::connect(&url, config, clock).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The URL of a fresh, empty (not migrated) schema `t_<secs>_<random>` of the
+/// PostgreSQL database at `base_url`, selected through the URL
+/// (`options=-csearch_path%3D...`): for tests that start several instances on one
+/// database, or that migrate themselves. Drops test schemas older than an hour, left by
+/// earlier runs.
+pub async fn empty_postgres_schema(
+    base_url: &str,
+    clock: SharedClock,
+) -> Result<String, StoreError> {
+    let admin =
+        SqlStore::connect(base_url, SqlConfig { pool_size: 1, ..SqlConfig::default() }, clock)
+            .await?;
     // The server's clock, not the (manual) test clock, dates the schemas.
     let (now, stale) = with_conn!(&admin, |conn| {
         let now = diesel::sql_query("SELECT CAST(EXTRACT(EPOCH FROM now()) AS BIGINT) AS secs")
@@ -89,10 +101,7 @@ pub async fn isolated_postgres_with(
     drop(admin);
 
     let separator = if base_url.contains('?') { '&' } else { '?' };
-    let url = format!("{base_url}{separator}options=-csearch_path%3D{schema}");
-    let store = SqlStore::connect(&url, config, clock).await?;
-    store.migrate().await?;
-    Ok(store)
+    Ok(format!("{base_url}{separator}options=-csearch_path%3D{schema}"))
 }
 
 /// Runs raw SQL statements on `store`: for tests that plant rows the store itself would

@@ -450,3 +450,74 @@ impl RedisCluster {
         format!("redis-cluster://127.0.0.1:{}?{}", first.port, others.join("&"))
     }
 }
+
+/// A master, one replica and one sentinel monitoring them as `mymaster` (quorum 1), on
+/// free loopback ports, killed on drop.
+pub struct RedisSentinelSet {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+/// The service name the sentinel monitors.
+pub const SENTINEL_SERVICE: &str = "mymaster";
+
+impl RedisSentinelSet {
+    /// Starts the three and waits until the sentinel knows the replica and the replica
+    /// is in sync (what a failover needs).
+    #[allow(clippy::disallowed_methods)] // See `wait_for_ping`.
+    pub fn start(tag: &str) -> Self {
+        let master = RedisServer::start(&format!("{tag}-master"), &[]);
+        let replica = RedisServer::start(
+            &format!("{tag}-replica"),
+            &["--replicaof", "127.0.0.1", &master.port.to_string()],
+        );
+        let port = free_port(false);
+        let dir = TempDir::new(&format!("{tag}-sentinel"));
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+                 sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {m} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n\
+                 sentinel failover-timeout {SENTINEL_SERVICE} 5000\n",
+                dir = dir.path().display(),
+                m = master.port,
+            ),
+        )
+        .unwrap();
+        // Sentinel mode: the (rewritable) configuration file must come first.
+        let args = vec![conf.display().to_string(), "--sentinel".to_owned()];
+        let mut sentinel = RedisServer { port, dir, args, child: None, watchdog: None };
+        sentinel.spawn();
+        let set = Self { master, replica, sentinel };
+        let start = Instant::now();
+        loop {
+            let known = set.sentinel.cli(&["sentinel", "replicas", SENTINEL_SERVICE]);
+            let synced = set.replica.cli(&["info", "replication"]);
+            if known.contains(&set.replica.port.to_string())
+                && synced.contains("master_link_status:up")
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "sentinel set never ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        set
+    }
+
+    /// fred's sentinel URL.
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://127.0.0.1:{}?sentinelServiceName={SENTINEL_SERVICE}",
+            self.sentinel.port
+        )
+    }
+
+    /// The port of the master the sentinel currently names.
+    pub fn master_port(&self) -> Option<u16> {
+        let out = self.sentinel.cli(&["sentinel", "get-master-addr-by-name", SENTINEL_SERVICE]);
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+}

@@ -1,0 +1,2 @@
+DROP TRIGGER session_revocations_notify ON session_revocations;
+DROP FUNCTION session_revocations_notify();
