@@ -5,16 +5,21 @@
 //! [`RateLimitStore`] (in production Redis shared by the instances, with a per-instance
 //! fallback), keyed by a digest of their subject:
 //!
-//! | action | per address | per account | per (address, account) |
-//! |---|---|---|---|
-//! | login | yes | yes | yes |
-//! | register | yes | | |
-//! | resend verification | yes | yes | |
-//! | forgot password | yes | yes | |
-//! | reset password | yes | | |
+//! | action | per address | per account | per (address, account) | per session |
+//! |---|---|---|---|---|
+//! | login | yes | yes | yes | |
+//! | change password (counted as login) | yes | yes | yes | yes |
+//! | register | yes | | | |
+//! | resend verification | yes | yes | | |
+//! | forgot password | yes | yes | | |
+//! | reset password | yes | | | |
 //!
 //! A login attempt is counted while it runs and kept when it fails; a success releases
-//! it, so only failures count and parallel attempts cannot outrun the limit. An address
+//! it, so only failures count and parallel attempts cannot outrun the limit. A password
+//! change checks the current password like a login does, so it takes the login permits
+//! of its account and address ([`Abuse::check_password_change`]): wrong current
+//! passwords lock out logins and password changes alike, and a stolen cookie cannot be
+//! used as an unlimited password oracle. An address
 //! is an IPv4 address or the IPv6 /64 around it (one subscriber's allocation). The
 //! per-account and per-pair limits are checked here; the per-address limits of the
 //! flows that do not see the client's address (register, resend, forgot, reset) are
@@ -76,6 +81,8 @@ pub enum Scope {
     Account,
     /// One account from one address.
     AddressAccount,
+    /// One session (its token hash): password checks made with one cookie.
+    Session,
 }
 
 impl Scope {
@@ -85,6 +92,7 @@ impl Scope {
             Scope::Address => "address",
             Scope::Account => "account",
             Scope::AddressAccount => "address_account",
+            Scope::Session => "session",
         }
     }
 }
@@ -163,6 +171,9 @@ impl AbuseConfig {
             (Action::Login, Scope::Address) => self.login_per_address,
             (Action::Login, Scope::Account) => self.login_per_account,
             (Action::Login, Scope::AddressAccount) => self.login_per_address_account,
+            // Password checks through one session (a password change): as strict as one
+            // account from one address, the narrowest login limit.
+            (Action::Login, Scope::Session) => self.login_per_address_account,
             (Action::Register, Scope::Address) => self.register_per_address,
             (Action::ResendVerification, Scope::Address) => self.resend_per_address,
             (Action::ResendVerification, Scope::Account) => self.resend_per_account,
@@ -400,6 +411,30 @@ impl Abuse {
             }
             None => self.acquire_all(Action::Login, &[(Scope::Account, account)]).await,
         }
+    }
+
+    /// Counts a check of the current password by a password change, made with the
+    /// session `session` for `account` (normalized email) from `ip`: in the three login
+    /// scopes (the same buckets as logins, so that failures of either lock out both)
+    /// and per session. Keep the permits when the password was wrong, release them
+    /// otherwise.
+    pub async fn check_password_change(
+        &self,
+        ip: Option<IpAddr>,
+        account: &str,
+        session: &TokenHash,
+    ) -> Result<Permits, AuthError> {
+        let session = session.to_hex();
+        let mut checks: Vec<(Scope, &str)> = vec![(Scope::Session, &session)];
+        let (address, pair);
+        checks.push((Scope::Account, account));
+        if let Some(ip) = ip {
+            address = self.address_subject(ip).to_string();
+            pair = format!("{address} {account}");
+            checks.push((Scope::AddressAccount, &pair));
+            checks.push((Scope::Address, &address));
+        }
+        self.acquire_all(Action::Login, &checks).await
     }
 
     /// Forgets the attempts of a request that must not count (a success).
