@@ -1,10 +1,11 @@
-//! `cargo xtask`: project tasks (migrations, seeding, benchmarks). Run
+//! `cargo xtask`: project tasks (migrations, seeding, benchmarks, timing). Run
 //! `cargo xtask --help`; each task lives in its own module.
 
 mod bench;
 mod cleanup;
 mod migrate;
 mod seed;
+mod timing;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Task {
     Cleanup(cleanup::CleanupArgs),
     /// Measures the hot path against its baselines (docs/benchmarks.md, BENCH.md).
     Bench(bench::BenchArgs),
+    /// Compares known and unknown addresses on register, resend and forgot (in release).
+    Timing(timing::TimingArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
         Task::Bench(args) => bench::run(args),
         Task::Cleanup(args) => runtime()?.block_on(cleanup::run(args)),
+        Task::Timing(args) => timing::run(args),
     }
 }
 

@@ -156,6 +156,11 @@ struct Inner {
     base_url: String,
     /// Rate limits and automatic blocks, when attached ([`AuthService::with_abuse`]).
     abuse: Option<Abuse>,
+    /// Where background work (link writes, mail) runs: the runtime the service was
+    /// built on, when there was one. An HTTP server's request threads (actix-web runs a
+    /// single-threaded runtime per worker) then do not run it between requests, so it
+    /// delays neither the answer that caused it nor the next request on that thread.
+    background: Option<tokio::runtime::Handle>,
     /// The last address each session was seen from under the lenient fingerprint
     /// policy, so that an address change is logged once rather than on every request.
     seen_addresses: Arc<Mutex<HashMap<TokenHash, IpAddr>>>,
@@ -178,7 +183,9 @@ impl AuthService {
     /// consistent lifetimes, an http(s) base URL) and builds the service.
     ///
     /// Computes one argon2 hash (the dummy for unknown emails) synchronously, which takes
-    /// tens of milliseconds: call it at start-up, not per request.
+    /// tens of milliseconds: call it at start-up, not per request. Background work (link
+    /// writes and mail after register, resend and forgot) runs on the Tokio runtime this
+    /// is called in, if any, else on the runtime of the request that causes it.
     pub fn new(
         config: AuthConfig,
         stores: Stores,
@@ -230,6 +237,7 @@ impl AuthService {
                 dummy_hash,
                 base_url,
                 abuse: None,
+                background: tokio::runtime::Handle::try_current().ok(),
                 seen_addresses: Arc::default(),
             }),
         })
@@ -786,7 +794,7 @@ impl AuthService {
     /// shown: the answer was the same either way.
     fn spawn_verification(&self, flow: Flow, user: UserId, email: String, purpose: Purpose) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn_background(async move {
             if let Err(e) = this.issue_verification(user, &email, purpose).await {
                 metrics::counter!("auth_background_failures_total", "flow" => flow.as_str())
                     .increment(1);
@@ -841,7 +849,16 @@ impl AuthService {
     /// tells by its timing whether a mail was sent.
     fn spawn_mail(&self, mail: OutgoingMail) {
         let mailer = Arc::clone(&self.inner.mailer);
-        tokio::spawn(async move { send_mail(mailer.as_ref(), mail).await });
+        self.spawn_background(async move { send_mail(mailer.as_ref(), mail).await });
+    }
+
+    /// Spawns `work` on the background runtime (see `Inner::background`), else on the
+    /// caller's.
+    fn spawn_background(&self, work: impl Future<Output = ()> + Send + 'static) {
+        match &self.inner.background {
+            Some(runtime) => drop(runtime.spawn(work)),
+            None => drop(tokio::spawn(work)),
+        }
     }
 }
 
