@@ -43,11 +43,13 @@ pub async fn run(args: CleanupArgs) -> anyhow::Result<()> {
     } else {
         eprintln!(
             "removed {} expired sessions ({} Redis index entries dropped), {} expired \
-             verifications, {} revocation journal rows, in {} statements over {} pass(es){}",
+             verifications, {} revocation journal rows, {} expired unverified accounts, in \
+             {} statements over {} pass(es){}",
             t.sessions,
             t.redis_forgotten,
             t.verifications,
             t.journal_rows,
+            t.unverified_accounts,
             t.batches,
             report.passes,
             if t.complete { "" } else { "; expired rows remain (raise --max-passes)" },

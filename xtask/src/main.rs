@@ -1,4 +1,4 @@
-//! `cargo xtask`: project tasks (migrations, seeding, benchmarks). Run
+//! `cargo xtask`: project tasks (migrations, seeding, benchmarks, timing). Run
 //! `cargo xtask --help`; each task lives in its own module.
 
 mod bench;
@@ -6,6 +6,7 @@ mod cleanup;
 mod migrate;
 mod revocation;
 mod seed;
+mod timing;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Task {
     /// Measures how long after a revoke on one instance another refuses the session,
     /// normally and under Redis faults (p50/p99/max; issue 13).
     RevocationLatency(revocation::RevocationArgs),
+    /// Compares known and unknown addresses on register, resend and forgot (in release).
+    Timing(timing::TimingArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::Cleanup(args) => runtime()?.block_on(cleanup::run(args)),
         Task::RevocationLatency(args) => revocation::run(args),
+        Task::Timing(args) => timing::run(args),
     }
 }
 

@@ -5,17 +5,22 @@
 //! [`RateLimitStore`] (in production Redis shared by the instances, with a per-instance
 //! fallback), keyed by a digest of their subject:
 //!
-//! | action | per address | per account | per (address, account) |
-//! |---|---|---|---|
-//! | login | yes | yes | yes |
-//! | register | yes | | |
-//! | resend verification | yes | yes | |
-//! | forgot password | yes | yes | |
-//! | reset password | yes | | |
-//! | admin API (wrong bearer token) | yes | | |
+//! | action | per address | per account | per (address, account) | per session |
+//! |---|---|---|---|---|
+//! | login | yes | yes | yes | |
+//! | change password (counted as login) | yes | yes | yes | yes |
+//! | register | yes | | | |
+//! | resend verification | yes | yes | | |
+//! | forgot password | yes | yes | | |
+//! | reset password | yes | | | |
+//! | admin API (wrong bearer token) | yes | | | |
 //!
 //! A login attempt is counted while it runs and kept when it fails; a success releases
-//! it, so only failures count and parallel attempts cannot outrun the limit. An address
+//! it, so only failures count and parallel attempts cannot outrun the limit. A password
+//! change checks the current password like a login does, so it takes the login permits
+//! of its account and address ([`Abuse::check_password_change`]): wrong current
+//! passwords lock out logins and password changes alike, and a stolen cookie cannot be
+//! used as an unlimited password oracle. An address
 //! is an IPv4 address or the IPv6 /64 around it (one subscriber's allocation). An IPv6
 //! address is also counted in its /48 (one site), which admits a multiple of the
 //! per-address limit: without it, whoever holds a /48 would have 65,536 /64 quotas. The
@@ -85,6 +90,8 @@ pub enum Scope {
     /// The IPv6 network (default /48) around an address: a multiple of the address's
     /// limit, so that the many /64s of one site do not each get a full quota.
     Network,
+    /// One session (its token hash): password checks made with one cookie.
+    Session,
 }
 
 impl Scope {
@@ -95,6 +102,7 @@ impl Scope {
             Scope::Account => "account",
             Scope::AddressAccount => "address_account",
             Scope::Network => "network",
+            Scope::Session => "session",
         }
     }
 }
@@ -185,6 +193,9 @@ impl AbuseConfig {
             (Action::Login, Scope::Address) => self.login_per_address,
             (Action::Login, Scope::Account) => self.login_per_account,
             (Action::Login, Scope::AddressAccount) => self.login_per_address_account,
+            // Password checks through one session (a password change): as strict as one
+            // account from one address, the narrowest login limit.
+            (Action::Login, Scope::Session) => self.login_per_address_account,
             (Action::Register, Scope::Address) => self.register_per_address,
             (Action::ResendVerification, Scope::Address) => self.resend_per_address,
             (Action::ResendVerification, Scope::Account) => self.resend_per_account,
@@ -460,6 +471,30 @@ impl Abuse {
             }
             None => self.acquire_all(Action::Login, &[(Scope::Account, account)]).await,
         }
+    }
+
+    /// Counts a check of the current password by a password change, made with the
+    /// session `session` for `account` (normalized email) from `ip`: in the three login
+    /// scopes (the same buckets as logins, so that failures of either lock out both)
+    /// and per session. Keep the permits when the password was wrong, release them
+    /// otherwise.
+    pub async fn check_password_change(
+        &self,
+        ip: Option<IpAddr>,
+        account: &str,
+        session: &TokenHash,
+    ) -> Result<Permits, AuthError> {
+        let session = session.to_hex();
+        let mut checks: Vec<(Scope, &str)> = vec![(Scope::Session, &session)];
+        let (address, pair);
+        checks.push((Scope::Account, account));
+        if let Some(ip) = ip {
+            address = self.address_subject(ip).to_string();
+            pair = format!("{address} {account}");
+            checks.push((Scope::AddressAccount, &pair));
+            checks.push((Scope::Address, &address));
+        }
+        self.acquire_all(Action::Login, &checks).await
     }
 
     /// Forgets the attempts of a request that must not count (a success).

@@ -17,6 +17,10 @@ pub struct AuthConfig {
     pub email_verification_ttl: Duration,
     /// Lifetime of a password reset link (default 30 minutes).
     pub password_reset_ttl: Duration,
+    /// How long an account may stay unverified (default 24 hours). After that the
+    /// janitor deletes it, so that an address someone else registered without owning it
+    /// becomes free again; the verification mail tells the recipient so.
+    pub unverified_account_ttl: Duration,
     /// Password length limits.
     pub password: PasswordPolicy,
     /// argon2id cost; validated to be at or above [`Argon2Params::MINIMUM`].
@@ -42,6 +46,7 @@ impl Default for AuthConfig {
             session_absolute: Duration::days(30),
             email_verification_ttl: Duration::minutes(10),
             password_reset_ttl: Duration::minutes(30),
+            unverified_account_ttl: Duration::hours(24),
             password: PasswordPolicy::default(),
             argon2: Argon2Params::default(),
             // One CPU is left to everything else: a login storm must not starve the

@@ -156,6 +156,11 @@ struct Inner {
     base_url: String,
     /// Rate limits and automatic blocks, when attached ([`AuthService::with_abuse`]).
     abuse: Option<Abuse>,
+    /// Where background work (link writes, mail) runs: the runtime the service was
+    /// built on, when there was one. An HTTP server's request threads (actix-web runs a
+    /// single-threaded runtime per worker) then do not run it between requests, so it
+    /// delays neither the answer that caused it nor the next request on that thread.
+    background: Option<tokio::runtime::Handle>,
     /// The last address each session was seen from under the lenient fingerprint
     /// policy, so that an address change is logged once rather than on every request.
     seen_addresses: Arc<Mutex<HashMap<TokenHash, IpAddr>>>,
@@ -178,7 +183,9 @@ impl AuthService {
     /// consistent lifetimes, an http(s) base URL) and builds the service.
     ///
     /// Computes one argon2 hash (the dummy for unknown emails) synchronously, which takes
-    /// tens of milliseconds: call it at start-up, not per request.
+    /// tens of milliseconds: call it at start-up, not per request. Background work (link
+    /// writes and mail after register, resend and forgot) runs on the Tokio runtime this
+    /// is called in, if any, else on the runtime of the request that causes it.
     pub fn new(
         config: AuthConfig,
         stores: Stores,
@@ -230,6 +237,7 @@ impl AuthService {
                 dummy_hash,
                 base_url,
                 abuse: None,
+                background: tokio::runtime::Handle::try_current().ok(),
                 seen_addresses: Arc::default(),
             }),
         })
@@ -274,6 +282,12 @@ impl AuthService {
     /// Creates an unverified account and mails a verification link. Answers the same
     /// `Ok(())` when the email is taken (after the same hashing work), and then mails the
     /// owner a notice instead of a link.
+    ///
+    /// The account insert is the last thing awaited, on both paths (a `StoreError` from
+    /// it is the answer: never a false success). The verification link is stored and
+    /// mailed by a background task, and the notice mailed by one, so that a taken
+    /// address answers as fast as a free one; a failure there is logged and counted
+    /// (`auth_background_failures_total`), and `resend_verification` recovers from it.
     pub async fn register(&self, input: RegisterInput) -> Result<(), AuthError> {
         let name = normalize_name(&input.name)?;
         let email = normalize_email(&input.email)?;
@@ -284,16 +298,16 @@ impl AuthService {
         let new_user = NewUser { user, password_hash };
         match self.stores().accounts.create_account(&new_user).await {
             Ok(()) => {
-                self.start_verification(id, &new_user.user.email, Purpose::EmailVerification)
-                    .await?;
+                let email = new_user.user.email;
+                self.spawn_verification(Flow::Register, id, email, Purpose::EmailVerification);
                 metrics::counter!("auth_registrations_total", "result" => "created").increment(1);
             }
             Err(StoreError::Conflict(Conflict::Exists)) => {
                 // The email is taken (an id collision is a 2^-63 event). The answer does
-                // not say so; the owner learns about the attempt by mail. A token is drawn
-                // anyway so that both paths do the same work before answering.
-                VerificationToken::generate().map_err(AuthError::internal)?;
-                self.spawn_mail(already_registered_mail(&self.inner.base_url, new_user.user.email));
+                // not say so; the owner learns about the attempt by mail, spawned like the
+                // other path's work so that both answer after the same awaits.
+                let mail = already_registered_mail(&self.inner.base_url, new_user.user.email);
+                self.spawn_mail(mail);
                 metrics::counter!("auth_registrations_total", "result" => "taken").increment(1);
             }
             Err(e) => return Err(e.into()),
@@ -301,7 +315,10 @@ impl AuthService {
         Ok(())
     }
 
-    /// Consumes an email verification token and marks the address verified.
+    /// Consumes an email verification token and marks the address verified. Nothing
+    /// else: it opens no session and sets no password, so clicking a link of an account
+    /// someone else registered with this address does not hand that account over (the
+    /// mail says so; `forgot_password` is the owner's way in).
     pub async fn verify_email(&self, token: &str) -> Result<User, AuthError> {
         let token = VerificationToken::parse(token).map_err(|_| AuthError::InvalidToken)?;
         let stores = self.stores();
@@ -321,7 +338,8 @@ impl AuthService {
     }
 
     /// Sends a new verification link to a known, unverified address (older links stop
-    /// working). Does nothing otherwise; answers `Ok(())` in every case.
+    /// working). Does nothing otherwise; answers `Ok(())` in every case, after the same
+    /// awaits (the lookup): the link is stored and mailed by a background task.
     pub async fn resend_verification(&self, email: &str) -> Result<(), AuthError> {
         let email = normalize_email(email)?;
         if let Some(abuse) = &self.inner.abuse {
@@ -331,11 +349,8 @@ impl AuthService {
         if let Some(credentials) = self.stores().accounts.credentials_by_email(&email).await? {
             let user = credentials.user;
             if !user.email_verified {
-                self.stores()
-                    .verifications
-                    .delete_verifications(user.id, Purpose::EmailVerification)
-                    .await?;
-                self.start_verification(user.id, &user.email, Purpose::EmailVerification).await?;
+                let purpose = Purpose::EmailVerification;
+                self.spawn_verification(Flow::Resend, user.id, user.email, purpose);
             }
         }
         Ok(())
@@ -652,7 +667,40 @@ impl AuthService {
 
     /// Changes the caller's password after checking the current one, then ends every
     /// other session and voids pending reset links; returns how many sessions were ended.
+    ///
+    /// With [`AuthService::with_abuse`], the check of the current password is limited
+    /// like a login ([`Abuse::check_password_change`]): per account, address and pair in
+    /// the login buckets, and per session. Over a limit it is `RateLimited` before any
+    /// work; a wrong current password counts (and feeds the stuffing detector), anything
+    /// else is released.
     pub async fn change_password(
+        &self,
+        auth: &Authenticated,
+        current: &str,
+        new: &str,
+        client: &ClientInfo,
+    ) -> Result<u64, AuthError> {
+        let Some(abuse) = &self.inner.abuse else {
+            return self.change_password_unguarded(auth, current, new).await;
+        };
+        // The profile's address is stored normalized: the same key a login uses.
+        let account = auth.user.email.as_str();
+        let permits =
+            abuse.check_password_change(client.ip, account, &auth.session.key.hash).await?;
+        let result = self.change_password_unguarded(auth, current, new).await;
+        match &result {
+            Err(AuthError::InvalidCredentials) => {
+                permits.keep();
+                abuse.login_failed(client.ip, account).await;
+            }
+            // A success, a weak new password after a right current one, or a failure of
+            // ours: not a guess.
+            _ => abuse.release(permits).await,
+        }
+        result
+    }
+
+    async fn change_password_unguarded(
         &self,
         auth: &Authenticated,
         current: &str,
@@ -679,29 +727,27 @@ impl AuthService {
         Ok(revoked)
     }
 
-    /// Mails a password reset link to a known, verified address (older links stop
-    /// working). Answers `Ok(())` in every case.
+    /// Mails a password reset link to a known address (older links stop working), also
+    /// when it is not verified yet: the reset then verifies it, which is how the owner
+    /// of an address takes back an account someone else registered with it. Answers
+    /// `Ok(())` in every case, after the same awaits (the lookup): the link is stored and
+    /// mailed by a background task.
     pub async fn forgot_password(&self, email: &str) -> Result<(), AuthError> {
         let email = normalize_email(email)?;
         if let Some(abuse) = &self.inner.abuse {
             // Every request counts, known address or not: the answer must not differ.
             abuse.check_account(crate::abuse::Action::ForgotPassword, &email).await?.keep();
         }
-        // Drawn before the lookup so that known and unknown addresses do the same work.
-        let token = VerificationToken::generate().map_err(AuthError::internal)?;
-        let stores = self.stores();
-        if let Some(credentials) = stores.accounts.credentials_by_email(&email).await? {
+        if let Some(credentials) = self.stores().accounts.credentials_by_email(&email).await? {
             let user = credentials.user;
-            if user.email_verified {
-                stores.verifications.delete_verifications(user.id, Purpose::PasswordReset).await?;
-                self.store_and_mail(token, user.id, &user.email, Purpose::PasswordReset).await?;
-            }
+            self.spawn_verification(Flow::Forgot, user.id, user.email, Purpose::PasswordReset);
         }
         Ok(())
     }
 
-    /// Consumes a reset token, sets the new password and ends every session of the user.
-    /// The password is checked first, so a weak one does not burn the token.
+    /// Consumes a reset token, sets the new password, marks the address verified (the
+    /// link proved control of the mailbox) and ends every session of the user. The
+    /// password is checked first, so a weak one does not burn the token.
     pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<(), AuthError> {
         let token = VerificationToken::parse(token).map_err(|_| AuthError::InvalidToken)?;
         check_policy(&self.inner.config.password, "new_password", new_password)?;
@@ -712,19 +758,20 @@ impl AuthService {
             .await?
             .ok_or(AuthError::InvalidToken)?;
         let user = verification.user;
-        // The link proves control of the address it was sent to, not of a later one.
-        match stores.accounts.credentials_by_id(user).await? {
-            Some(c) if c.user.email == verification.identifier => {}
-            _ => return Err(AuthError::InvalidToken),
-        }
         let hash = self.inner.hasher.hash(new_password.to_owned()).await?;
-        if !stores.accounts.set_password_hash(user, &hash).await? {
-            return Err(AuthError::InvalidToken);
-        }
+        // The link proves control of the address it was sent to, not of a later one: the
+        // store writes only while the account's address is still that one.
+        stores
+            .accounts
+            .reset_credentials(user, &verification.identifier, &hash)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
         let revoked = stores.sessions.delete_user_sessions(user, None).await?;
         metrics::counter!("auth_sessions_revoked_total", "reason" => "password_reset")
             .increment(revoked);
         stores.verifications.delete_verifications(user, Purpose::PasswordReset).await?;
+        // The address is verified now: pending verification links have nothing left to do.
+        stores.verifications.delete_verifications(user, Purpose::EmailVerification).await?;
         self.invalidate_user(user).await;
         Ok(())
     }
@@ -762,24 +809,38 @@ impl AuthService {
         }
     }
 
-    /// Draws a token, stores its hash and mails the link.
-    async fn start_verification(
-        &self,
-        user: UserId,
-        email: &str,
-        purpose: Purpose,
-    ) -> Result<(), AuthError> {
-        let token = VerificationToken::generate().map_err(AuthError::internal)?;
-        self.store_and_mail(token, user, email, purpose).await
+    /// Issues a verification link in a background task: the request that asked for it
+    /// answers without waiting for the store writes and the mail, so that an address
+    /// with an account costs the same on the request's path as one without. Older links
+    /// of the same purpose stop working first. A failure is logged and counted, never
+    /// shown: the answer was the same either way.
+    fn spawn_verification(&self, flow: Flow, user: UserId, email: String, purpose: Purpose) {
+        let this = self.clone();
+        self.spawn_background(async move {
+            if let Err(e) = this.issue_verification(user, &email, purpose).await {
+                metrics::counter!("auth_background_failures_total", "flow" => flow.as_str())
+                    .increment(1);
+                tracing::error!(
+                    flow = flow.as_str(),
+                    user = %user,
+                    error = %Chain(&e),
+                    "verification link not issued"
+                );
+            }
+        });
     }
 
-    async fn store_and_mail(
+    /// Supersedes the pending links of `purpose`, draws a token, stores its hash and
+    /// mails the link (in this order: a link is only mailed once it works).
+    async fn issue_verification(
         &self,
-        token: VerificationToken,
         user: UserId,
         email: &str,
         purpose: Purpose,
     ) -> Result<(), AuthError> {
+        let verifications = &self.stores().verifications;
+        verifications.delete_verifications(user, purpose).await?;
+        let token = VerificationToken::generate().map_err(AuthError::internal)?;
         let now = self.now();
         let ttl = match purpose {
             Purpose::EmailVerification => self.inner.config.email_verification_ttl,
@@ -793,12 +854,16 @@ impl AuthService {
             created_at: now,
             expires_at: now + ttl,
         };
-        self.stores().verifications.put_verification(&verification).await?;
+        verifications.put_verification(&verification).await?;
+        let base_url = &self.inner.base_url;
         let mail = match purpose {
-            Purpose::EmailVerification => verification_mail(&self.inner.base_url, email, &token),
-            Purpose::PasswordReset => reset_mail(&self.inner.base_url, email, &token),
+            Purpose::EmailVerification => {
+                let expires = self.inner.config.unverified_account_ttl;
+                verification_mail(base_url, email, &token, expires)
+            }
+            Purpose::PasswordReset => reset_mail(base_url, email, &token),
         };
-        self.spawn_mail(mail);
+        send_mail(self.inner.mailer.as_ref(), mail).await;
         Ok(())
     }
 
@@ -806,13 +871,44 @@ impl AuthService {
     /// tells by its timing whether a mail was sent.
     fn spawn_mail(&self, mail: OutgoingMail) {
         let mailer = Arc::clone(&self.inner.mailer);
-        tokio::spawn(async move {
-            let kind = mail.kind;
-            if let Err(e) = mailer.send(mail).await {
-                metrics::counter!("auth_mail_failures_total", "kind" => kind.as_str()).increment(1);
-                tracing::error!(kind = kind.as_str(), error = %Chain(&e), "mail not sent");
-            }
-        });
+        self.spawn_background(async move { send_mail(mailer.as_ref(), mail).await });
+    }
+
+    /// Spawns `work` on the background runtime (see `Inner::background`), else on the
+    /// caller's.
+    fn spawn_background(&self, work: impl Future<Output = ()> + Send + 'static) {
+        match &self.inner.background {
+            Some(runtime) => drop(runtime.spawn(work)),
+            None => drop(tokio::spawn(work)),
+        }
+    }
+}
+
+/// The flows whose work finishes in a background task; the `flow` label of
+/// `auth_background_failures_total`.
+#[derive(Debug, Clone, Copy)]
+enum Flow {
+    Register,
+    Resend,
+    Forgot,
+}
+
+impl Flow {
+    fn as_str(self) -> &'static str {
+        match self {
+            Flow::Register => "register",
+            Flow::Resend => "resend_verification",
+            Flow::Forgot => "forgot_password",
+        }
+    }
+}
+
+/// Sends `mail`; a failure is logged (without the body, which holds a token) and counted.
+async fn send_mail(mailer: &dyn Mailer, mail: OutgoingMail) {
+    let kind = mail.kind;
+    if let Err(e) = mailer.send(mail).await {
+        metrics::counter!("auth_mail_failures_total", "kind" => kind.as_str()).increment(1);
+        tracing::error!(kind = kind.as_str(), error = %Chain(&e), "mail not sent");
     }
 }
 
@@ -827,6 +923,9 @@ fn check_config(config: &AuthConfig) -> Result<(), AuthError> {
     }
     if config.email_verification_ttl <= zero || config.password_reset_ttl <= zero {
         return fail("token lifetimes must be positive");
+    }
+    if config.unverified_account_ttl <= zero {
+        return fail("unverified_account_ttl must be positive");
     }
     if config.password.min_chars == 0 || config.password.min_chars > config.password.max_chars {
         return fail("password.min_chars must be between 1 and password.max_chars");
@@ -854,15 +953,42 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn verification_mail(base_url: &str, to: &str, token: &VerificationToken) -> OutgoingMail {
+/// `d` in words, for mails: whole hours or days when it is a multiple of them.
+fn in_words(d: chrono::Duration) -> String {
+    let plural =
+        |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    let minutes = d.num_minutes().max(1);
+    if minutes % (24 * 60) == 0 {
+        plural(minutes / (24 * 60), "day")
+    } else if minutes % 60 == 0 {
+        plural(minutes / 60, "hour")
+    } else {
+        plural(minutes, "minute")
+    }
+}
+
+/// The link only confirms the address, and the mail says so: whoever registered chose
+/// the password, and it may not be the recipient (an attacker pre-registering their
+/// address). Such an account is left to expire, or taken over with a password reset.
+fn verification_mail(
+    base_url: &str,
+    to: &str,
+    token: &VerificationToken,
+    unverified_ttl: chrono::Duration,
+) -> OutgoingMail {
     let link = format!("{base_url}/verify-email#token={}", token.encode());
+    let expiry = in_words(unverified_ttl);
     OutgoingMail {
         to: to.to_owned(),
-        subject: "Verify your email address".to_owned(),
+        subject: "Confirm your email address".to_owned(),
         text: format!(
-            "Welcome!\n\nOpen this link to verify your email address:\n\n{link}\n\n\
-             The link works once and expires soon. If you did not create an account, you \
-             can ignore this message.\n"
+            "Someone created an account at {base_url} with this email address.\n\n\
+             If it was you, open this link to confirm your address:\n\n{link}\n\n\
+             This link only confirms your address: it does not sign you in and does not \
+             set a password. It works once and expires soon.\n\n\
+             If you did not create this account, do not open the link; ignore this mail. \
+             The unconfirmed account is deleted after {expiry}. To take it over with a \
+             password of your own instead, use \"Forgot password\" at {base_url}.\n"
         ),
         kind: MailKind::EmailVerification,
     }
@@ -889,9 +1015,12 @@ fn already_registered_mail(base_url: &str, to: String) -> OutgoingMail {
         subject: "Someone tried to register with your address".to_owned(),
         text: format!(
             "Someone (perhaps you) tried to create an account with this email address, \
-             which already has one.\n\nIf it was you, sign in at {base_url} instead, or \
-             ask for a password reset there if you forgot your password. If it was not \
-             you, you can ignore this message.\n"
+             which already has one.\n\nIf it was you, sign in at {base_url} instead. If \
+             you do not know the account's password (you forgot it, or you never \
+             confirmed this address and someone else may have chosen it), use \
+             \"Forgot password\" at {base_url}: the reset link mailed to this address \
+             lets you choose a new password, confirms the address and signs out every \
+             session of the account. If it was not you, you can ignore this message.\n"
         ),
         kind: MailKind::AlreadyRegistered,
     }
@@ -912,11 +1041,27 @@ mod tests {
     #[test]
     fn links_carry_the_token_in_the_fragment() {
         let token = VerificationToken::generate().unwrap();
-        let mail = verification_mail("https://a.example", "x@example.com", &token);
+        let ttl = chrono::Duration::hours(24);
+        let mail = verification_mail("https://a.example", "x@example.com", &token, ttl);
         let link = format!("https://a.example/verify-email#token={}", token.encode());
         assert!(mail.text.contains(&link));
         assert!(!format!("{mail:?}").contains(&token.encode()));
         let mail = reset_mail("https://a.example", "x@example.com", &token);
         assert!(mail.text.contains(&format!("/reset-password#token={}", token.encode())));
+    }
+
+    #[test]
+    fn the_verification_mail_says_what_the_link_does_not_do() {
+        let token = VerificationToken::generate().unwrap();
+        let ttl = chrono::Duration::hours(24);
+        let text = verification_mail("https://a.example", "x@example.com", &token, ttl).text;
+        assert!(text.contains("does not sign you in"), "{text}");
+        assert!(text.contains("does not set a password"), "{text}");
+        assert!(text.contains("deleted after 1 day"), "{text}");
+        assert_eq!(in_words(chrono::Duration::hours(36)), "36 hours");
+        assert_eq!(in_words(chrono::Duration::minutes(90)), "90 minutes");
+        assert_eq!(in_words(chrono::Duration::days(2)), "2 days");
+        let notice = already_registered_mail("https://a.example", "x@example.com".into()).text;
+        assert!(notice.contains("Forgot password"), "{notice}");
     }
 }

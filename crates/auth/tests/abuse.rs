@@ -54,7 +54,7 @@ async fn common_passwords_are_refused_with_the_reason() {
     let email = unique_email();
     h.verified_user(&email, PASSWORD).await;
     let auth = h.validate(&h.login_token(&email, PASSWORD).await).await.unwrap();
-    weak(h.auth.change_password(&auth, PASSWORD, "iloveyou").await.map(drop));
+    weak(h.auth.change_password(&auth, PASSWORD, "iloveyou", &client()).await.map(drop));
     h.auth.forgot_password(&email).await.unwrap();
     let token = common::token_in(&h.next_mail().await, "/reset-password");
     weak(h.auth.reset_password(&token, "qwertyuiop").await);

@@ -163,7 +163,11 @@ async fn every_flow_reports_an_outage_of_its_stores() {
         assert_code(s.login(login_input(&email), &client()).await, code, "login");
         assert_code(s.resend_verification(&email).await, code, "resend");
         assert_code(s.forgot_password(&email).await, code, "forgot");
-        assert_code(s.change_password(&auth, PASSWORD, "new password!").await, code, "change");
+        assert_code(
+            s.change_password(&auth, PASSWORD, "new password!", &client()).await,
+            code,
+            "change",
+        );
 
         // Sessions down.
         let s = h.service_with(|s| s.sessions = down());
@@ -182,12 +186,16 @@ async fn every_flow_reports_an_outage_of_its_stores() {
         h.memory.invalidate_user(auth.user.id).await.unwrap();
         assert_code(s.validate(&token, &client()).await, code, "validate/user");
 
-        // Verifications down.
+        // Verifications down. Register, resend and forgot store their links in the
+        // background (issue 11, item 7: a known address must cost what an unknown one
+        // does), so they answer as usual and the link is neither stored nor mailed; the
+        // failure is logged and counted.
         let s = h.service_with(|s| s.verifications = down());
-        assert_code(s.register(register_input(&unique_email())).await, code, "register/token");
+        s.register(register_input(&unique_email())).await.unwrap();
         assert_code(s.verify_email(&"A".repeat(43)).await, code, "verify");
-        assert_code(s.forgot_password(&email).await, code, "forgot/token");
+        s.forgot_password(&email).await.unwrap();
         assert_code(s.reset_password(&"A".repeat(43), "new password!").await, code, "reset");
+        h.assert_no_mail().await;
 
         // Nothing above took effect: the session is alive, the password unchanged.
         h.validate(&token).await.unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use auth::{AuthError, MailKind, RegisterInput};
 use chrono::Duration;
-use common::{Harness, PASSWORD, token_in, unique_email};
+use common::{Harness, PASSWORD, client, token_in, unique_email};
 
 #[tokio::test]
 async fn register_verify_login_validate_logout() {
@@ -454,18 +454,18 @@ async fn change_password_needs_the_current_one_and_revokes_the_others() {
 
     let new = "a completely new password";
     assert!(matches!(
-        h.auth.change_password(&auth, "not my password", new).await,
+        h.auth.change_password(&auth, "not my password", new, &client()).await,
         Err(AuthError::InvalidCredentials)
     ));
     assert!(matches!(
-        h.auth.change_password(&auth, PASSWORD, "short").await,
+        h.auth.change_password(&auth, PASSWORD, "short", &client()).await,
         Err(AuthError::WeakPassword(_))
     ));
     // Failed attempts changed nothing.
     h.validate(&other_a).await.unwrap();
     let other_c = h.login_token(&email, PASSWORD).await;
 
-    assert_eq!(h.auth.change_password(&auth, PASSWORD, new).await.unwrap(), 3);
+    assert_eq!(h.auth.change_password(&auth, PASSWORD, new, &client()).await.unwrap(), 3);
     h.validate(&current).await.unwrap();
     for t in [&other_a, &other_b, &other_c] {
         assert!(matches!(h.validate(t).await, Err(AuthError::Unauthenticated)));
@@ -559,9 +559,50 @@ async fn forgot_password_answers_the_same_for_unknown_and_unverified_addresses()
     let unverified = unique_email();
     h.register(&unverified, PASSWORD).await;
     h.auth.forgot_password(&unique_email()).await.unwrap();
-    h.auth.forgot_password(&unverified).await.unwrap();
     h.assert_no_mail().await;
+    // An unverified account gets its link too (issue 11, item 5): see below.
+    h.auth.forgot_password(&unverified).await.unwrap();
+    assert_eq!(h.next_mail().await.kind, MailKind::PasswordReset);
     assert_eq!(h.auth.forgot_password("not an email").await.unwrap_err().code(), "invalid_input");
+}
+
+/// Issue 11, item 5 (account pre-hijacking), at the flow level: someone registers the
+/// owner's address with their own password; the owner's reset takes the account over,
+/// verifies it, and voids the other verification links.
+#[tokio::test]
+async fn a_reset_takes_over_and_verifies_an_account_someone_else_registered() {
+    let mut h = Harness::new();
+    let email = unique_email();
+    let attackers = "the attacker's own password";
+    let pending = h.register(&email, attackers).await;
+    assert!(matches!(h.login(&email, attackers).await, Err(AuthError::EmailNotVerified)));
+
+    h.auth.forgot_password(&email).await.unwrap();
+    let mail = h.next_mail().await;
+    assert_eq!(mail.kind, MailKind::PasswordReset);
+    let token = token_in(&mail, "/reset-password");
+    let owners = "the owner's new password";
+    h.auth.reset_password(&token, owners).await.unwrap();
+
+    assert!(matches!(h.login(&email, attackers).await, Err(AuthError::InvalidCredentials)));
+    let outcome = h.login(&email, owners).await.unwrap();
+    assert!(outcome.user.email_verified);
+    // The verification link mailed at registration has nothing left to do.
+    assert!(matches!(h.auth.verify_email(&pending).await, Err(AuthError::InvalidToken)));
+}
+
+/// A verification link verifies and nothing more: it returns no session and leaves the
+/// password alone (the mail says so).
+#[tokio::test]
+async fn a_verification_link_only_verifies() {
+    let mut h = Harness::new();
+    let email = unique_email();
+    let token = h.register(&email, PASSWORD).await;
+    let hash_before = h.accounts.password_hash(&email).unwrap();
+    let user = h.auth.verify_email(&token).await.unwrap();
+    assert!(user.email_verified);
+    assert_eq!(h.accounts.password_hash(&email).unwrap(), hash_before);
+    assert!(h.auth.user_sessions(user.id).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -586,7 +627,7 @@ async fn a_password_change_voids_pending_reset_links() {
     h.auth.forgot_password(&email).await.unwrap();
     let reset = token_in(&h.next_mail().await, "/reset-password");
     let auth = h.validate(&h.login_token(&email, PASSWORD).await).await.unwrap();
-    h.auth.change_password(&auth, PASSWORD, "changed on purpose").await.unwrap();
+    h.auth.change_password(&auth, PASSWORD, "changed on purpose", &client()).await.unwrap();
     assert!(matches!(
         h.auth.reset_password(&reset, "attacker's password").await,
         Err(AuthError::InvalidToken)

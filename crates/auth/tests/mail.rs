@@ -160,7 +160,7 @@ async fn a_verification_mail_goes_out_over_smtp_and_its_link_works() {
     assert!(received.mail_from.contains("<auth@example.test>"), "{}", received.mail_from);
     assert_eq!(received.rcpt_to.len(), 1);
     assert!(received.rcpt_to[0].contains(&format!("<{email}>")));
-    assert!(received.data.contains("Subject: Verify your email address"));
+    assert!(received.data.contains("Subject: Confirm your email address"));
     assert!(received.data.contains(&format!("To: {email}")));
 
     let token = link_token(&body_text(&received.data), "/verify-email");

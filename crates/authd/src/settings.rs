@@ -362,6 +362,9 @@ pub struct AuthSettings {
     pub email_verification_ttl_secs: u64,
     /// Lifetime of a password reset link.
     pub password_reset_ttl_secs: u64,
+    /// How long an account may stay unverified before the janitor deletes it (freeing
+    /// its address); default 24 hours.
+    pub unverified_account_ttl_secs: u64,
     /// Shortest accepted password, in characters.
     pub password_min_chars: usize,
     /// Longest accepted password, in characters (at least 128).
@@ -388,6 +391,7 @@ impl Default for AuthSettings {
             session_absolute_secs: secs(d.session_absolute),
             email_verification_ttl_secs: secs(d.email_verification_ttl),
             password_reset_ttl_secs: secs(d.password_reset_ttl),
+            unverified_account_ttl_secs: secs(d.unverified_account_ttl),
             password_min_chars: d.password.min_chars,
             password_max_chars: d.password.max_chars,
             argon2_memory_kib: d.argon2.memory_kib,
@@ -650,6 +654,11 @@ impl Settings {
             "auth.email_verification_ttl_secs must be >= 1"
         );
         ensure!(a.password_reset_ttl_secs >= 1, "auth.password_reset_ttl_secs must be >= 1");
+        ensure!(
+            a.unverified_account_ttl_secs >= a.email_verification_ttl_secs,
+            "auth.unverified_account_ttl_secs must be >= auth.email_verification_ttl_secs \
+             (an account must outlive its verification link)"
+        );
         ensure!(a.password_min_chars >= 8, "auth.password_min_chars must be >= 8");
         ensure!(a.password_max_chars >= 128, "auth.password_max_chars must be >= 128");
         ensure!(
@@ -753,6 +762,7 @@ impl Settings {
             session_absolute: secs(a.session_absolute_secs),
             email_verification_ttl: secs(a.email_verification_ttl_secs),
             password_reset_ttl: secs(a.password_reset_ttl_secs),
+            unverified_account_ttl: secs(a.unverified_account_ttl_secs),
             password,
             argon2: auth::Argon2Params {
                 memory_kib: a.argon2_memory_kib,

@@ -11,7 +11,10 @@
 //!    changes state through GET.
 //!
 //! Plus trusted proxies, per-address limits of the flows without an address, and the
-//! admin API's guard. SQL is PostgreSQL (an isolated schema) when `DATABASE_URL` is set,
+//! admin API's guard. Issue 11: change-password is limited like logins (item 4); a
+//! pre-registered account is taken back through a reset, and the janitor removes
+//! expired unverified accounts (item 5); link writes are off the request path (item 7).
+//! SQL is PostgreSQL (an isolated schema) when `DATABASE_URL` is set,
 //! else a SQLite file. Clients bind to loopback aliases (127.0.0.x) with reqwest's
 //! `local_address`, which Linux routes to `lo` without configuration.
 
@@ -141,6 +144,8 @@ struct Instance {
     base: String,
     handle: ServerHandle,
     task: JoinHandle<std::io::Result<()>>,
+    /// Its janitor and analytics, for tests that run a janitor pass by hand.
+    ops: authd::ops::Ops,
 }
 
 impl Instance {
@@ -211,8 +216,9 @@ impl Env {
             .expect("the app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
+        let ops = app.ops().clone();
         let task = tokio::spawn(app.run_until_stopped());
-        self.instances.push(Instance { base, handle, task });
+        self.instances.push(Instance { base, handle, task, ops });
         self.instances.len() - 1
     }
 
@@ -1494,6 +1500,289 @@ async fn ended_sessions_never_block_a_shared_address() {
                 app.me(&guesser, &random_token()).await.expect_error(401, "unauthenticated");
             }
             app.me(&guesser, &random_token()).await.expect_error(403, "ip_blocked");
+        })
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 11: items 4, 5, 7
+// ---------------------------------------------------------------------------------------
+
+/// Whether a mail to `to` whose text contains every one of `needles` is in `dir`.
+fn mail_in_dir(dir: &Path, to: &str, needles: &[&str]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    let to_line = format!("to: {}", to.to_ascii_lowercase());
+    entries.filter_map(Result::ok).any(|entry| {
+        let Ok(raw) = std::fs::read_to_string(entry.path()) else { return false };
+        let text = decode_quoted_printable(&raw);
+        text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line)
+            && needles.iter().all(|needle| text.contains(needle))
+    })
+}
+
+/// Waits for a mail to `to` containing every one of `needles` (mail is written by a
+/// spawned task: this waits for real I/O).
+async fn wait_for_mail(dir: &Path, to: &str, needles: &[&str]) {
+    eventually(Duration::from_secs(10), &format!("a mail to {to} with {needles:?}"), || async {
+        mail_in_dir(dir, to, needles)
+    })
+    .await;
+}
+
+/// Waits for the token of a mail to `to` linking to `path`, other than `except`.
+async fn wait_for_token(dir: &Path, to: &str, path: &str, except: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(token) = token_in_dir(dir, to, path)
+            && Some(token.as_str()) != except
+        {
+            return token;
+        }
+        assert!(Instant::now() < deadline, "no new {path} mail to {to}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn post_json(http: &reqwest::Client, app: &Instance, path: &str, body: Value) -> Resp {
+    send(http.post(app.url(path)).json(&body)).await
+}
+
+async fn register_as(http: &reqwest::Client, app: &Instance, email: &str, password: &str) -> Resp {
+    let body = json!({"name": "Someone", "email": email, "password": password});
+    post_json(http, app, "/v1/auth/register", body).await
+}
+
+async fn change_password(
+    http: &reqwest::Client,
+    app: &Instance,
+    cookie: &str,
+    current: &str,
+    new: &str,
+) -> Resp {
+    let body = json!({"current_password": current, "new_password": new});
+    let request = http.post(app.url("/v1/auth/change-password")).json(&body);
+    send(request.header("cookie", format!("session={cookie}"))).await
+}
+
+/// Item 4: wrong current passwords on change-password are limited per session and count
+/// toward the login lockout of the account (429 with `Retry-After`), so a stolen cookie
+/// is no unlimited password oracle. On the old code every attempt answered 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_password_wrong_guesses_are_limited_like_logins() {
+    let mut env = Env::new().await;
+    env.start(|s| {
+        // Per session (and per account from one address): 3; per account: 5.
+        s.abuse.login_per_address_account = 3;
+        s.abuse.login_per_account = 5;
+        s.abuse.login_per_address = 100;
+        s.abuse.stuffing_accounts = 100;
+    })
+    .await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let first = client_from(Some(ip("127.0.0.41")));
+            let (email, cookie) = env.session(0, &first).await;
+
+            // A right current password is not a guess: released, it counts for nothing.
+            let new = "a new password for the limit test";
+            change_password(&first, app, &cookie, PASSWORD, new).await.expect(200);
+            change_password(&first, app, &cookie, new, PASSWORD).await.expect(200);
+
+            // Three wrong guesses through this session, then 429 before any check: even
+            // the right password waits.
+            for _ in 0..3 {
+                let wrong = change_password(&first, app, &cookie, "not the password", new).await;
+                wrong.expect_error(401, "invalid_credentials");
+            }
+            let limited = change_password(&first, app, &cookie, "still guessing", new).await;
+            limited.expect_error(429, "rate_limited");
+            let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+            assert!(retry > 0, "Retry-After {retry}");
+            assert_eq!(limited.header("ratelimit-limit"), Some("3"));
+            change_password(&first, app, &cookie, PASSWORD, new).await.expect(429);
+
+            // Another session from another address: the account has 2 failures left.
+            let second = client_from(Some(ip("127.0.0.42")));
+            let login = app.login(&second, &email, PASSWORD).await;
+            login.expect(200);
+            let other = login.session_cookie().unwrap();
+            for _ in 0..2 {
+                change_password(&second, app, &other, "wrong again", new).await.expect(401);
+            }
+            let limited = change_password(&second, app, &other, "wrong again", new).await;
+            limited.expect_error(429, "rate_limited");
+            assert_eq!(limited.header("ratelimit-limit"), Some("5"));
+
+            // The same lockout as logins: the right password cannot log in from anywhere.
+            let third = client_from(Some(ip("127.0.0.43")));
+            app.login(&third, &email, PASSWORD).await.expect_error(429, "rate_limited");
+            // The password is unchanged, and the account is free again after the window.
+            env.clock.advance(chrono::Duration::minutes(16));
+            app.login(&third, &email, PASSWORD).await.expect(200);
+        })
+    })
+    .await;
+}
+
+/// Item 5: account pre-hijacking. An attacker registers the victim's address with the
+/// attacker's password; the owner registers (and gets the "already registered" notice),
+/// follows forgot-password and the reset link. Afterwards the attacker's password no
+/// longer logs in, the owner's does, and the account is verified. On the old code
+/// forgot-password mailed nothing for an unverified account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_registered_account_is_taken_back_through_a_password_reset() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let mail = env.mail.0.clone();
+            let victim = random_email();
+            let attacker = client_from(Some(ip("127.0.0.51")));
+            let owner = client_from(Some(ip("127.0.0.52")));
+            let attackers = "the attacker's chosen password";
+            let owners = "the owner's own new password";
+
+            register_as(&attacker, app, &victim, attackers).await.expect(202);
+            // The owner receives a verification link that says what it does not do.
+            let pending = wait_for_token(&mail, &victim, "/verify-email", None).await;
+            let says = ["does not sign you in", "does not set a password", "deleted after 1 day"];
+            assert!(mail_in_dir(&mail, &victim, &says), "the verification mail says {says:?}");
+            app.login(&attacker, &victim, attackers).await.expect_error(403, "email_not_verified");
+
+            // The owner registers, and is told to use forgot-password.
+            register_as(&owner, app, &victim, owners).await.expect(202);
+            wait_for_mail(&mail, &victim, &["which already has one", "Forgot password"]).await;
+            let forgot = json!({"email": victim});
+            post_json(&owner, app, "/v1/auth/forgot-password", forgot).await.expect(202);
+            let reset = wait_for_token(&mail, &victim, "/reset-password", None).await;
+            let body = json!({"token": reset, "new_password": owners});
+            post_json(&owner, app, "/v1/auth/reset-password", body).await.expect(204);
+
+            app.login(&attacker, &victim, attackers).await.expect_error(401, "invalid_credentials");
+            let login = app.login(&owner, &victim, owners).await;
+            login.expect(200);
+            assert_eq!(login.body["user"]["email_verified"], true, "{}", login.text);
+            // The link mailed at the attacker's registration is void.
+            let verify = json!({"token": pending});
+            post_json(&owner, app, "/v1/auth/verify-email", verify)
+                .await
+                .expect_error(400, "invalid_token");
+        })
+    })
+    .await;
+}
+
+/// Item 5: an account left unverified past `auth.unverified_account_ttl_secs` is
+/// deleted by the janitor (by the injected clock), with its links, and its address can
+/// be registered afresh; a verified account of the same age stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_removes_expired_unverified_accounts() {
+    let mut env = Env::new().await;
+    env.start(|s| s.auth.unverified_account_ttl_secs = 3600).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let mail = env.mail.0.clone();
+            let http = client_from(None);
+            let kept = random_email();
+            env.verified(0, &kept).await;
+            let email = random_email();
+            register_as(&http, app, &email, "a squatter's password").await.expect(202);
+            let stale = wait_for_token(&mail, &email, "/verify-email", None).await;
+
+            // Not yet expired: kept, and the address is still taken.
+            env.clock.advance(chrono::Duration::minutes(59));
+            let pass = app.ops.janitor().run_once().await.unwrap();
+            assert_eq!(pass.unverified_accounts, 0, "{pass:?}");
+            register_as(&http, app, &email, PASSWORD).await.expect(202);
+            wait_for_mail(&mail, &email, &["which already has one"]).await;
+
+            env.clock.advance(chrono::Duration::minutes(2));
+            let pass = app.ops.janitor().run_once().await.unwrap();
+            assert_eq!(pass.unverified_accounts, 1, "{pass:?}");
+            let pass = app.ops.janitor().run_once().await.unwrap();
+            assert_eq!(pass.unverified_accounts, 0, "{pass:?}");
+
+            // The address registers afresh, with a new password and a new link.
+            register_as(&http, app, &email, PASSWORD).await.expect(202);
+            let fresh = wait_for_token(&mail, &email, "/verify-email", Some(&stale)).await;
+            let verify = |token: String| {
+                post_json(&http, app, "/v1/auth/verify-email", json!({"token": token}))
+            };
+            verify(stale).await.expect_error(400, "invalid_token");
+            verify(fresh).await.expect(200);
+            app.login(&http, &email, PASSWORD).await.expect(200);
+            app.login(&http, &kept, PASSWORD).await.expect(200);
+        })
+    })
+    .await;
+}
+
+/// Item 7: register, resend-verification and forgot-password store and mail their links
+/// off the request's path, so a known address costs what an unknown one does. Pinned
+/// without a clock: with every write of a link made to fail (a trigger in SQL), known
+/// and unknown addresses still get the same answer. On the old code the known path
+/// awaited those writes and answered 500 (an enumeration oracle of its own). The
+/// timing figures come from `cargo xtask timing` (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_writes_are_off_the_request_path_for_known_addresses() {
+    let mut env = Env::new().await;
+    env.start(|_| {}).await;
+    env.run(|env| {
+        Box::pin(async move {
+            let app = env.at(0);
+            let mail = env.mail.0.clone();
+            let http = client_from(None);
+            let verified = random_email();
+            env.verified(0, &verified).await;
+            let unverified = random_email();
+            register_as(&http, app, &unverified, PASSWORD).await.expect(202);
+            wait_for_token(&mail, &unverified, "/verify-email", None).await;
+
+            let refuse = match env.sql.backend() {
+                "postgres" => {
+                    "CREATE FUNCTION refuse_links() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'links are down'; END $$; \
+                     CREATE TRIGGER refuse_links BEFORE INSERT ON verifications \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_links();"
+                }
+                _ => {
+                    "CREATE TRIGGER refuse_links BEFORE INSERT ON verifications \
+                     BEGIN SELECT RAISE(ABORT, 'links are down'); END;"
+                }
+            };
+            cache_sql::testing::execute(&env.sql, refuse).await.unwrap();
+
+            for (path, known) in [
+                ("/v1/auth/register", &verified),
+                ("/v1/auth/resend-verification", &unverified),
+                ("/v1/auth/forgot-password", &verified),
+            ] {
+                let body = |email: &str| match path {
+                    "/v1/auth/register" => {
+                        json!({"name": "N", "email": email, "password": PASSWORD})
+                    }
+                    _ => json!({"email": email}),
+                };
+                let a = post_json(&http, app, path, body(known)).await;
+                let b = post_json(&http, app, path, body(&random_email())).await;
+                a.expect(202);
+                b.expect(202);
+                assert_eq!(a.text, b.text, "{path}");
+            }
+
+            // The links flow again once their writes do.
+            let drop_trigger = match env.sql.backend() {
+                "postgres" => "DROP TRIGGER refuse_links ON verifications;",
+                _ => "DROP TRIGGER refuse_links;",
+            };
+            cache_sql::testing::execute(&env.sql, drop_trigger).await.unwrap();
+            let forgot = json!({"email": verified});
+            post_json(&http, app, "/v1/auth/forgot-password", forgot).await.expect(202);
+            wait_for_token(&mail, &verified, "/reset-password", None).await;
         })
     })
     .await;

@@ -157,6 +157,31 @@ pub trait AccountStore: Send + Sync {
     /// Marks the email verified when the account's email is still `email`; returns the
     /// updated profile, or `None` when the user is gone or the email changed.
     async fn mark_email_verified(&self, id: UserId, email: &str) -> StoreResult<Option<User>>;
+
+    /// A password reset: replaces the password hash and marks the email verified (the
+    /// reset link proved control of that mailbox), when the account's email is still
+    /// `email`; returns the updated profile, or `None` when the user is gone or the email
+    /// changed (nothing is written then).
+    ///
+    /// The provided method takes three calls; a store that can should do it in one
+    /// statement (the SQL store does), so that no reader sees the account verified with
+    /// the password it had before.
+    async fn reset_credentials(
+        &self,
+        id: UserId,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<Option<User>> {
+        match self.credentials_by_id(id).await? {
+            Some(c) if c.user.email == email => {}
+            _ => return Ok(None),
+        }
+        // The password first: an account must never be verified with the old one.
+        if !self.set_password_hash(id, password_hash).await? {
+            return Ok(None);
+        }
+        self.mark_email_verified(id, email).await
+    }
 }
 
 /// The revocation journal kept by the authority, replayed into caches after they lost

@@ -8,6 +8,7 @@ use diesel::{ExpressionMethods, NullableExpressionMethods, OptionalExtension, Qu
 use diesel_async::RunQueryDsl;
 
 use crate::TIER;
+use crate::error::{SqlError, SqlResult};
 use crate::rows::{CredentialsRow, UserRow, credentials_columns, user_columns};
 use crate::schema::Ts;
 use crate::store::SqlStore;
@@ -150,5 +151,88 @@ impl AccountStore for SqlStore {
                 .optional()?)
         })?;
         Ok(row.map(User::try_from).transpose()?)
+    }
+
+    /// One statement: the new hash and the verified flag land together, only while the
+    /// address is still the one the reset link was sent to.
+    async fn reset_credentials(
+        &self,
+        id: UserId,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<Option<User>> {
+        let (id, email, now) = (id.get(), email.to_owned(), self.now_ts());
+        let password_hash = password_hash.to_owned();
+        self.count(1);
+        let row = with_conn!(self, |conn| {
+            Ok(diesel::update(users::table.filter(users::id.eq(id)).filter(users::email.eq(email)))
+                .set((
+                    users::password_hash.eq(Some(password_hash)),
+                    users::email_verified.eq(true),
+                    users::updated_at.eq(now),
+                ))
+                .returning(user_columns!())
+                .get_result::<UserRow>(conn)
+                .await
+                .optional()?)
+        })?;
+        Ok(row.map(User::try_from).transpose()?)
+    }
+}
+
+impl SqlStore {
+    /// Deletes at most `limit` accounts still unverified that were created at or before
+    /// `created_before`, with their pending verifications, in one transaction; returns
+    /// their ids. Run by the janitor: an address registered by someone who could not
+    /// verify it (a typo, or an attacker pre-registering a victim's address) becomes free
+    /// again. An account verified meanwhile is never deleted: the delete re-checks the
+    /// flag on the row it removes.
+    pub async fn delete_unverified_accounts(
+        &self,
+        created_before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserId>> {
+        use diesel_async::AsyncConnection as _;
+        use diesel_async::scoped_futures::ScopedFutureExt as _;
+
+        let cutoff = Ts(created_before);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.count(2);
+        let ids = with_conn!(self, |conn| {
+            conn.transaction::<_, SqlError, _>(|conn| {
+                async move {
+                    // The batch is a subquery on the same table, hence the alias.
+                    diesel::alias!(users as stale: StaleUsers);
+                    let batch = stale
+                        .select(stale.field(users::id))
+                        .filter(stale.field(users::email_verified).eq(false))
+                        .filter(stale.field(users::created_at).le(cutoff))
+                        .limit(limit);
+                    let ids = diesel::delete(
+                        users::table
+                            .filter(users::id.eq_any(batch))
+                            .filter(users::email_verified.eq(false)),
+                    )
+                    .returning(users::id)
+                    .load::<i64>(conn)
+                    .await?;
+                    if !ids.is_empty() {
+                        diesel::delete(
+                            verifications::table.filter(verifications::user_id.eq_any(ids.clone())),
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
+                    Ok(ids)
+                }
+                .scope_boxed()
+            })
+            .await
+        })?;
+        let ids = ids
+            .into_iter()
+            .map(|id| UserId::new(id).ok_or(SqlError::Corrupt("user id is not positive")))
+            .collect::<SqlResult<Vec<_>>>()?;
+        Ok(ids)
     }
 }

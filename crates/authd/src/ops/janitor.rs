@@ -8,7 +8,12 @@
 //!    the analytics (with each session's lifetime);
 //! 2. expired verifications are deleted from SQL the same way (Redis and the memory
 //!    tier expire theirs by TTL);
-//! 3. revocation journal rows older than the journal retention are pruned.
+//! 3. revocation journal rows older than the journal retention are pruned;
+//! 4. accounts left unverified longer than `auth.unverified_account_ttl_secs` are
+//!    deleted with their pending verifications, so that an address registered by
+//!    someone who could not verify it (a typo, or an attacker pre-registering someone
+//!    else's address) can be registered afresh. Such accounts never had a session
+//!    (logins need a verified address), so no tier holds anything else of theirs.
 //!
 //! Reads never depend on the janitor (every tier filters expired entries by the clock);
 //! it only reclaims space and keeps indexes short. Passes on several instances at once
@@ -35,6 +40,8 @@ pub struct JanitorReport {
     pub verifications: u64,
     /// Revocation journal rows pruned.
     pub journal_rows: u64,
+    /// Expired unverified accounts deleted.
+    pub unverified_accounts: u64,
     /// Delete statements run (sessions and verifications).
     pub batches: u64,
     /// Session keys whose Redis index entries were dropped.
@@ -52,6 +59,7 @@ struct Metrics {
     sessions: metrics::Counter,
     verifications: metrics::Counter,
     journal: metrics::Counter,
+    unverified_accounts: metrics::Counter,
     expired: metrics::Counter,
     passes_ok: metrics::Counter,
     passes_failed: metrics::Counter,
@@ -67,6 +75,7 @@ impl Metrics {
             sessions: deleted("session"),
             verifications: deleted("verification"),
             journal: deleted("revocation"),
+            unverified_accounts: deleted("unverified_account"),
             expired: metrics::counter!("auth_sessions_expired_total"),
             passes_ok: metrics::counter!("janitor_passes_total", "result" => "ok"),
             passes_failed: metrics::counter!("janitor_passes_total", "result" => "error"),
@@ -84,6 +93,8 @@ pub struct Janitor {
     analytics: Option<Analytics>,
     clock: SharedClock,
     journal_retention: chrono::Duration,
+    /// Unverified accounts older than this are deleted; `None`: kept.
+    unverified_account_ttl: Option<chrono::Duration>,
     metrics: Metrics,
 }
 
@@ -93,6 +104,7 @@ impl std::fmt::Debug for Janitor {
             .field("settings", &self.settings)
             .field("redis", &self.redis.is_some())
             .field("journal_retention", &self.journal_retention)
+            .field("unverified_account_ttl", &self.unverified_account_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +127,24 @@ impl Janitor {
     ) -> Self {
         let journal_retention =
             chrono::Duration::from_std(journal_retention).unwrap_or(chrono::Duration::MAX);
-        Self { settings, sql, redis, analytics, clock, journal_retention, metrics: Metrics::new() }
+        Self {
+            settings,
+            sql,
+            redis,
+            analytics,
+            clock,
+            journal_retention,
+            unverified_account_ttl: None,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Also deletes accounts still unverified `ttl` after their creation (the service's
+    /// janitor does, with `auth.unverified_account_ttl_secs`).
+    pub fn with_unverified_account_ttl(mut self, ttl: Duration) -> Self {
+        self.unverified_account_ttl =
+            Some(chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX));
+        self
     }
 
     /// The settings in use.
@@ -207,6 +236,27 @@ impl Janitor {
         let cutoff = self.clock.now() - self.journal_retention;
         report.journal_rows = self.sql.prune_journal(cutoff).await?;
         self.metrics.journal.increment(report.journal_rows);
+
+        if let Some(ttl) = self.unverified_account_ttl {
+            let created_before = self.clock.now() - ttl;
+            let mut account_batches = 0;
+            loop {
+                if account_batches >= max_batches {
+                    complete = false;
+                    break;
+                }
+                let deleted =
+                    self.sql.delete_unverified_accounts(created_before, batch_size).await?;
+                account_batches += 1;
+                let n = deleted.len() as u64;
+                report.unverified_accounts += n;
+                self.metrics.unverified_accounts.increment(n);
+                if deleted.len() < batch_size {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         report.complete = complete;
         Ok(())
     }
@@ -220,12 +270,17 @@ impl Janitor {
                 tokio::time::sleep(interval).await;
                 match self.run_once().await {
                     Ok(report)
-                        if report.sessions + report.verifications + report.journal_rows > 0 =>
+                        if report.sessions
+                            + report.verifications
+                            + report.journal_rows
+                            + report.unverified_accounts
+                            > 0 =>
                     {
                         tracing::info!(
                             sessions = report.sessions,
                             verifications = report.verifications,
                             journal_rows = report.journal_rows,
+                            unverified_accounts = report.unverified_accounts,
                             batches = report.batches,
                             complete = report.complete,
                             "janitor pass"

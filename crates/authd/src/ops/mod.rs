@@ -193,7 +193,8 @@ impl Ops {
 
 /// The janitor of `settings` over the composed tiers. Revocations are remembered as
 /// long as a revoked session could otherwise be live (the absolute session lifetime)
-/// and as far back as Redis is replayed, whichever is longer.
+/// and as far back as Redis is replayed, whichever is longer; unverified accounts
+/// `auth.unverified_account_ttl_secs`.
 fn janitor_for(
     settings: &Settings,
     backends: &Backends,
@@ -210,6 +211,7 @@ fn janitor_for(
         clock,
         absolute.max(replay),
     )
+    .with_unverified_account_ttl(Duration::from_secs(settings.auth.unverified_account_ttl_secs))
 }
 
 /// What [`cleanup`] did.
@@ -247,6 +249,7 @@ pub async fn cleanup(
         t.sessions += pass.sessions;
         t.verifications += pass.verifications;
         t.journal_rows += pass.journal_rows;
+        t.unverified_accounts += pass.unverified_accounts;
         t.batches += pass.batches;
         t.redis_forgotten += pass.redis_forgotten;
         t.redis_skipped += pass.redis_skipped;

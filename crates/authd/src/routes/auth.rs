@@ -23,7 +23,7 @@ const RESEND_ACCEPTED: &str =
     "If the address belongs to an unverified account, a new verification link has been sent.";
 /// The answer to a forgotten password, whether or not the address is known.
 const FORGOT_ACCEPTED: &str =
-    "If the address belongs to a verified account, a password reset link has been sent.";
+    "If the address belongs to an account, a password reset link has been sent.";
 
 fn accepted(message: &str) -> HttpResponse {
     HttpResponse::Accepted().json(AcceptedResponse { message: message.to_owned() })
@@ -191,6 +191,10 @@ pub async fn logout_everywhere(
 }
 
 /// Change the password (the current one is required); ends every other session.
+///
+/// Wrong current passwords are limited like failed logins, in the same buckets (per
+/// account, address and pair) and per session: over a limit the answer is 429 with
+/// `Retry-After`, before the password is checked.
 #[utoipa::path(
     post, path = "/v1/auth/change-password", tag = "auth",
     request_body = ChangePasswordRequest,
@@ -199,21 +203,26 @@ pub async fn logout_everywhere(
         (status = 200, description = "Password changed; other sessions ended", body = RevokedResponse),
         (status = 400, description = "Weak new password", body = ErrorBody),
         (status = 401, description = "No valid session, or wrong current password", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords (or failed logins) for this account, address or session",
+            body = ErrorBody,
+            headers(("Retry-After" = String, description = "Seconds until an attempt can succeed"))),
         (status = 503, description = "A store is unavailable", body = ErrorBody),
     )
 )]
 pub async fn change_password(
+    req: HttpRequest,
     current: CurrentUser,
     service: web::Data<AuthService>,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let revoked = service
-        .change_password(current.authenticated(), &body.current_password, &body.new_password)
-        .await?;
+    let auth = current.authenticated();
+    let client = client_info(&req);
+    let revoked =
+        service.change_password(auth, &body.current_password, &body.new_password, &client).await?;
     Ok(HttpResponse::Ok().json(RevokedResponse { revoked }))
 }
 
-/// Mail a password reset link to a verified account.
+/// Mail a password reset link to an account, verified or not (a reset verifies it).
 ///
 /// Answers the same 202 body whether or not the address is known.
 #[utoipa::path(
@@ -233,7 +242,8 @@ pub async fn forgot_password(
     Ok(accepted(FORGOT_ACCEPTED))
 }
 
-/// Set a new password with the token from the reset link; ends every session.
+/// Set a new password with the token from the reset link; marks the address verified
+/// and ends every session.
 #[utoipa::path(
     post, path = "/v1/auth/reset-password", tag = "auth",
     request_body = ResetPasswordRequest,
