@@ -1253,15 +1253,22 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let n = stream.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 
-    // The second request is in flight: headers and half of the body sent.
+    // The second request is in flight: its head read by the server, half of its body
+    // sent. `Expect: 100-continue` makes the server say when it has read the head: without
+    // that proof the stop could come first, and a server rightly drops a connection whose
+    // next request it has not started reading (that race made this test fail once).
     let body = json!({"name": "x", "email": random_email(), "password": PASSWORD}).to_string();
     let head = format!(
         "POST /v1/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     stream.write_all(head.as_bytes()).await.unwrap();
+    let continue_line = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut interim = vec![0u8; continue_line.len()];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert_eq!(interim, continue_line, "{}", String::from_utf8_lossy(&interim));
     stream.write_all(first).await.unwrap();
 
     let stopping = tokio::spawn(app.handle.stop(true));

@@ -93,6 +93,12 @@ impl RedisStore {
         names.extend([session.clone(), tombstone, fence]);
         names.extend(keys.next());
         let reply: Value = self.shared.pool.mget(names).await?;
+        // Trusted when sent is not enough: fred retries a command on a new connection
+        // after a reconnect or a Sentinel failover, so the answer may come from a server
+        // the revocations were not replayed into yet, while the flag (flipped by the
+        // event task) still said trusted. Such an answer is dropped; the tiers below it
+        // answer instead.
+        self.ensure_trusted()?;
         let Value::Array(values) = reply else {
             return Err(RedisError::reply(format!("MGET reply is {:?}", reply.kind())));
         };
