@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per call of the Redis tier's reads (BENCH.md B3/B6), client and server,
+# Instructions per call of the Redis tier's reads (docs/benchmarks.md goal B3/B6), client and server,
 # with callgrind: the cache-redis criterion bench `validate` (group `redis`) in
 # criterion's profile mode, against a private redis-server that runs under callgrind
 # too. Repeatable on a noisy shared machine where wall-clock figures are not.

@@ -25,7 +25,7 @@ enum Task {
     Seed(seed::SeedArgs),
     /// Runs the janitor once with authd's configuration and prints what it removed.
     Cleanup(cleanup::CleanupArgs),
-    /// Measures the hot path against its baselines (docs/benchmarks.md, BENCH.md).
+    /// Measures the hot path against its baselines (docs/benchmarks.md).
     Bench(bench::BenchArgs),
     /// Measures how long after a revoke on one instance another refuses the session,
     /// normally and under Redis faults (p50/p99/max; issue 13).

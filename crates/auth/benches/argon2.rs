@@ -1,5 +1,5 @@
 //! argon2id hash and verify at the configured (default, production-minimum) parameters:
-//! the floor of a login's latency (BENCH.md B8), which `cargo xtask bench` reads from
+//! the floor of a login's latency (docs/benchmarks.md, goal B8), which `cargo xtask bench` reads from
 //! `target/criterion/argon2/verify`.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};

@@ -1,5 +1,5 @@
 //! `AuthService::validate` of a session cookie whose session and user are in the memory
-//! tier (BENCH.md B5): parse, SHA-256 of the secret, two memory hits, nothing renewed.
+//! tier (docs/benchmarks.md, goal B5): parse, SHA-256 of the secret, two memory hits, nothing renewed.
 //! Such a validation never waits, so its future is polled once, in place, with a no-op
 //! waker: what is measured is the call, not an executor.
 //!

@@ -1,4 +1,5 @@
 //! [`Abuse`]: the abuse protection policy of the flows: which attempts are rate limited
+// tidy: long-file the abuse policy (limits, detectors, blocks) with its tests; the split along those seams is pending (issue 18)
 //! per what, and when an address gets blocked.
 //!
 //! Rate limits ([`AbuseConfig`], every one configurable) are sliding windows in a

@@ -50,7 +50,7 @@ impl Default for AuthConfig {
             password: PasswordPolicy::default(),
             argon2: Argon2Params::default(),
             // One CPU is left to everything else: a login storm must not starve the
-            // session checks (BENCH.md B9; on 2 CPUs, 2 argon2 jobs made /v1/me's p99 7x).
+            // session checks (docs/benchmarks.md goal B9; on 2 CPUs, 2 argon2 jobs made /v1/me's p99 7x).
             hash_concurrency: std::thread::available_parallelism()
                 .map_or(1, |n| n.get().saturating_sub(1).max(1)),
             public_base_url: "http://127.0.0.1:8080".to_owned(),

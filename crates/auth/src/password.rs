@@ -15,7 +15,7 @@ use crate::error::AuthError;
 const SALT_LEN: usize = 16;
 
 /// The `nice` value of the pool's threads: a login storm then only takes the CPU time the
-/// session checks (and Redis) leave over, instead of an equal share (BENCH.md B9).
+/// session checks (and Redis) leave over, instead of an equal share (docs/benchmarks.md, goal B9).
 #[cfg(target_os = "linux")]
 const HASH_THREAD_NICE: i32 = 10;
 
@@ -29,7 +29,7 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send + 'static>;
 /// On Linux the threads run at nice +10, so session checks keep priority over password
 /// hashing. Each thread keeps its argon2 working memory (`memory_kib`, more if it met a
 /// stored hash with a higher cost) for its whole life, so a verification does not fault
-/// in fresh pages every time (BENCH.md B8): the pool holds about
+/// in fresh pages every time (docs/benchmarks.md, goal B8): the pool holds about
 /// `concurrency x memory_kib` of RAM. The threads exit once every clone is dropped.
 #[derive(Clone)]
 pub(crate) struct Hasher {

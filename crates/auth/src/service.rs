@@ -1,4 +1,5 @@
 //! [`AuthService`]: every flow, over the store traits, a mailer and the clock.
+// tidy: long-file session flows, account flows and the mail texts; the split along those seams is pending (issue 18)
 
 use std::collections::HashMap;
 use std::fmt;

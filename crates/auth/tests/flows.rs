@@ -1,4 +1,5 @@
 //! Every flow of `AuthService` over the memory tier and an in-test account store, with a
+// tidy: long-file every flow end to end on the reference stores, one test each; grouping them into tests/it/ modules is issue 18's next step
 //! manual clock.
 
 mod common;

@@ -1,4 +1,5 @@
 //! Abuse protection over HTTP, on real `authd` instances (issue 5, items 1-4):
+// tidy: long-file one integration suite; moving it into tests/it/ modules with shared helpers is pending (issue 18)
 //!
 //! 1. Two instances sharing Redis (a redis-server this test starts) and SQL: 200 parallel
 //!    wrong-password logins for one account admit exactly the configured number; spread

@@ -1,4 +1,5 @@
 //! Integration tests: the real `authd` application on a random loopback port, driven over
+// tidy: long-file one integration suite; moving it into tests/it/ modules with shared helpers is pending (issue 18)
 //! HTTP with typed request helpers, on three setups:
 //!
 //! - `sqlite`: SQLite file + memory tier (the embedded default); always runs.

@@ -1,4 +1,5 @@
 //! Operations tests: `/metrics` (parsed as Prometheus text, counters moving exactly as a
+// tidy: long-file one integration suite; moving it into tests/it/ modules with shared helpers is pending (issue 18)
 //! scripted scenario predicts), `/health/ready` while a Redis of the test's own is killed
 //! and restarted, the janitor over 100,000 seeded sessions with validations running,
 //! Redis index clean-up, cache warming, the analytics endpoint, and the dashboard and

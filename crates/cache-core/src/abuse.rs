@@ -1,4 +1,5 @@
 //! Abuse protection: rate limits and IP block lists.
+// tidy: long-file limits, the fallback limiter, CIDR and block lists, the admin token digest; the split along those seams is pending (issue 18)
 //!
 //! - [`RateLimitStore`]: a true sliding-window log per [`RateKey`]. One call to
 //!   [`RateLimitStore::acquire`] is one atomic decision, so that of any number of
@@ -21,7 +22,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, which is std's outside tests: tests pause and advance it instead of
+// sleeping through probe intervals.
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -1065,7 +1070,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_fallback_decides_while_the_primary_is_down_and_probes_it() {
         let config =
             BreakerConfig { failure_threshold: 2, probe_interval: Duration::from_millis(50) };
@@ -1084,7 +1089,7 @@ mod tests {
         assert_eq!(limiter.primary().calls.load(Ordering::SeqCst), 2);
         // It comes back: the next probe goes to it and closes the breaker.
         limiter.primary().down.store(false, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::advance(Duration::from_millis(60)).await;
         let d = limiter.acquire(&key, &limit, &EventId::random().unwrap(), t0()).await.unwrap();
         assert!(d.allowed);
         assert!(!limiter.is_degraded());

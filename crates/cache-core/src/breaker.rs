@@ -11,7 +11,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, which is std's outside tests: tests pause and advance it instead of
+// sleeping through probe intervals.
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -326,7 +330,7 @@ mod tests {
         SessionKey { user: UserId::new(1).unwrap(), hash: Secret::from_bytes([9; 32]).hash() }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn opens_after_consecutive_failures_probes_once_per_interval_and_closes() {
         let down = Arc::new(AtomicBool::new(true));
         let calls = Arc::new(AtomicU32::new(0));
@@ -350,14 +354,14 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         // One probe after the interval; it fails, so the breaker stays open.
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::advance(Duration::from_millis(120)).await;
         for _ in 0..10 {
             assert!(breaker.get(&key()).await.is_err());
         }
         assert_eq!(calls.load(Ordering::SeqCst), 4);
         // The backend returns: the next probe closes the breaker.
         down.store(false, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::advance(Duration::from_millis(120)).await;
         assert_eq!(breaker.get(&key()).await.unwrap(), None);
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.get(&key()).await.unwrap(), None);

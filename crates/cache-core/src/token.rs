@@ -14,7 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::model::UserId;
+use crate::id::UserId;
+pub use crate::random::{RandomError, fill_random};
 
 /// Number of random bytes in every secret token (256 bits).
 pub const SECRET_LEN: usize = 32;
@@ -38,15 +39,6 @@ pub enum TokenParseError {
     BadUserId,
 }
 
-/// Error returned when the OS random number generator fails.
-#[derive(Debug, thiserror::Error)]
-#[error("the operating system's random number generator failed: {0}")]
-pub struct RandomError(getrandom::Error);
-
-/// Fills `buf` from the OS CSPRNG.
-pub fn fill_random(buf: &mut [u8]) -> Result<(), RandomError> {
-    getrandom::fill(buf).map_err(RandomError)
-}
 
 /// 256 random bits, the secret part of every token. Never printed.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The memory tier's hit path (BENCH.md B5): `Tiered<memory, back>::get` of a cached
+//! The memory tier's hit path (docs/benchmarks.md, goal B5): `Tiered<memory, back>::get` of a cached
 //! session next to a raw moka `get` of the same key with the same value type. A memory
 //! hit never waits, so its future is polled once, in place, with a no-op waker: what is
 //! measured is the call, not an executor.

@@ -1,4 +1,4 @@
-//! The Redis tier's hit path (BENCH.md B6): `RedisStore::get` of a cached session (one
+//! The Redis tier's hit path (docs/benchmarks.md, goal B6): `RedisStore::get` of a cached session (one
 //! pipeline of plain reads, no script) and the same through `Tiered<Breaker<redis>, back>`,
 //! next to a raw fred `GET` of a string key holding a value of the same size; and what
 //! a validation reads, the session and its user (`SessionLookup::get_with_user`, then

@@ -200,10 +200,11 @@ async fn starts_without_redis_and_recovers_when_it_appears() {
     let store = RedisStore::connect(config, clock.clone()).await.unwrap();
     assert!(!store.is_trusted());
     let session = sample_session(&clock, random_user());
-    let start = Instant::now();
+    // Refused before any I/O (the replay is pending), so it cannot wait for the dead
+    // Redis: shown by the error, not by a wall clock.
     let err = store.get(&session.key).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
-    assert!(start.elapsed() < Duration::from_millis(200), "a read waited for a dead redis");
+    assert!(err.to_string().contains("not trusted"), "{err}");
     assert!(store.create(&session).await.is_err_and(|e: StoreError| e.is_unavailable()));
 
     let server = blocking(move || RedisServer::start_on("late", port, &[])).await;

@@ -1,4 +1,4 @@
-//! The SQL tier's hit path (BENCH.md B6): `SqlStore::get` of a stored session next to a
+//! The SQL tier's hit path (docs/benchmarks.md, goal B6): `SqlStore::get` of a stored session next to a
 //! raw diesel primary-key select of the same row on a connection of its own (prepared
 //! and cached, as the store's statements are). Next to them, what `/v1/me` asks of the
 //! tier: `get_with_user` (the session joined with its user's profile, one statement)

@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the hot path measured against its own baselines, as
-//! `shared/spec/BENCH.md` defines it (points, goals B1..B10).
+//! The product's benchmark spec defines it (points, goals B1..B10; docs/benchmarks.md).
 //!
 //! 1. Reuses or starts Redis and PostgreSQL, installs `wrk`/`psql`/`redis-cli` if missing.
 //! 2. Builds `authd` in release with the `bench-routes` feature.

@@ -1,5 +1,5 @@
 //! The results of a run: medians over the rounds, ratios to each point's baseline, the
-//! goals of BENCH.md, one table on stdout and the same as JSON.
+//! goals (docs/benchmarks.md), one table on stdout and the same as JSON.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

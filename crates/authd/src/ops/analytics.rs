@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ops::config::AnalyticsSettings;
+use crate::settings::ops::AnalyticsSettings;
 use crate::ops::hll::HyperLogLog;
 
 /// Counters of one day.

@@ -29,7 +29,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::ops::analytics::Analytics;
-use crate::ops::config::JanitorSettings;
+use crate::settings::ops::JanitorSettings;
 
 /// What one pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -6,7 +6,6 @@
 //! analytics flush) and stops them when its last clone is dropped.
 
 pub mod analytics;
-pub mod config;
 pub mod hll;
 pub mod http_metrics;
 pub mod janitor;
@@ -20,7 +19,7 @@ use cache_memory::MemoryStore;
 use tokio::task::JoinHandle;
 
 pub use analytics::{Analytics, AnalyticsReport, DayReport};
-pub use config::{AnalyticsSettings, JanitorSettings, WarmUpSettings};
+pub use crate::settings::ops::{AnalyticsSettings, JanitorSettings, WarmUpSettings};
 pub use http_metrics::HttpMetrics;
 pub use janitor::{Janitor, JanitorReport, JanitorTask};
 pub use warm::{WarmReport, warm_up};

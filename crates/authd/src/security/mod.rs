@@ -3,12 +3,13 @@
 //! - [`guard`]: the middleware in front of every route: client address (trusted
 //!   proxies), IP blocks, CSRF, per-address rate limits;
 //! - [`admin`]: the admin API's own bearer credential ([`AdminAuth`]);
-//! - [`config`]: the `[security]` and `[abuse]` settings, and [`build_abuse`] composing
-//!   the policy's limiter and block list from the stores.
+//! - [`build_abuse`]: the policy's limiter and block list composed from the stores.
+//!
+//! Its settings (`[security]`, `[abuse]`) live in [`crate::settings::security`], below
+//! this module: features import the settings, never the other way round.
 
 pub mod admin;
 pub mod client;
-pub mod config;
 pub mod csrf;
 mod guard;
 
@@ -21,7 +22,7 @@ use cache_redis::RedisRateLimiter;
 
 pub use admin::{AdminAuth, AdminGuard};
 pub use client::ClientAddr;
-pub use config::{AbuseSettings, SecuritySettings};
+pub use crate::settings::security::{AbuseSettings, SecuritySettings};
 pub use guard::{Guard, Security, guard};
 
 use crate::settings::Settings;
