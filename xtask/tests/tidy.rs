@@ -215,7 +215,9 @@ fn long_files_say_why() {
 
 /// The top-level modules of `crate`'s `src` (a file or a folder each) and, for each, the
 /// other top-level modules its non-test code names through `crate::`.
-fn module_graph(krate: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+fn module_graph(
+    krate: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     let src = root().join("crates").join(krate).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);

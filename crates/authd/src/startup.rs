@@ -33,6 +33,8 @@ pub struct Application {
     /// The operations listener's address and server (`server.ops_listen`).
     ops_addr: Option<SocketAddr>,
     ops_server: Option<Server>,
+    /// How long in-flight requests may take to finish once stopped.
+    shutdown_timeout: std::time::Duration,
     service: AuthService,
     backends: Backends,
     ops: Ops,
@@ -195,7 +197,18 @@ impl ApplicationBuilder {
             "authd listening"
         );
         let Parts { service, backends, ops, .. } = parts;
-        Ok(Application { local_addr, server, ops_addr, ops_server, service, backends, ops })
+        let shutdown_timeout =
+            std::time::Duration::from_secs(settings.server.shutdown_timeout_secs);
+        Ok(Application {
+            local_addr,
+            server,
+            ops_addr,
+            ops_server,
+            shutdown_timeout,
+            service,
+            backends,
+            ops,
+        })
     }
 }
 
@@ -288,7 +301,7 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or [`Application::handle`]`.stop`), then lets
     /// in-flight requests finish within `server.shutdown_timeout_secs`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { server, ops_server, backends, ops, .. } = self;
+        let Application { server, ops_server, backends, ops, shutdown_timeout, .. } = self;
         // The operations listener lives as long as the public one: metrics of the last
         // requests stay scrapable while they finish.
         let ops_server = ops_server.map(|server| {
@@ -297,9 +310,18 @@ impl Application {
         });
         let result = server.await;
         if let Some((handle, task)) = ops_server {
-            handle.stop(true).await;
-            if let Ok(Err(e)) = task.await {
-                tracing::warn!(error = %e, "the operations listener stopped with an error");
+            // Bounded: a scraper's kept-alive connection gets the shutdown timeout, and
+            // nothing on this listener may hold the process after the public one stopped.
+            let bound = shutdown_timeout + std::time::Duration::from_secs(1);
+            if tokio::time::timeout(bound, handle.stop(true)).await.is_err() {
+                tracing::warn!("the operations listener did not stop in time");
+            }
+            match tokio::time::timeout(bound, task).await {
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "the operations listener stopped with an error");
+                }
+                Err(_) => tracing::warn!("the operations listener did not stop in time"),
+                Ok(_) => {}
             }
         }
         tracing::info!("authd stopped");

@@ -1,5 +1,6 @@
 //! Domain types shared by every store: users, sessions and verifications.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};

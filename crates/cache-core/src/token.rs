@@ -39,7 +39,6 @@ pub enum TokenParseError {
     BadUserId,
 }
 
-
 /// 256 random bits, the secret part of every token. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret([u8; SECRET_LEN]);

@@ -24,8 +24,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::settings::ops::AnalyticsSettings;
 use crate::ops::hll::HyperLogLog;
+use crate::settings::ops::AnalyticsSettings;
 
 /// Counters of one day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

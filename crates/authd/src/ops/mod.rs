@@ -18,8 +18,8 @@ use cache_core::SharedClock;
 use cache_memory::MemoryStore;
 use tokio::task::JoinHandle;
 
-pub use analytics::{Analytics, AnalyticsReport, DayReport};
 pub use crate::settings::ops::{AnalyticsSettings, JanitorSettings, WarmUpSettings};
+pub use analytics::{Analytics, AnalyticsReport, DayReport};
 pub use http_metrics::HttpMetrics;
 pub use janitor::{Janitor, JanitorReport, JanitorTask};
 pub use warm::{WarmReport, warm_up};

@@ -20,9 +20,9 @@ use cache_core::{BlockList, FallbackLimiter, RateLimitStore, SharedClock};
 use cache_memory::MemoryRateLimiter;
 use cache_redis::RedisRateLimiter;
 
+pub use crate::settings::security::{AbuseSettings, SecuritySettings};
 pub use admin::{AdminAuth, AdminGuard};
 pub use client::ClientAddr;
-pub use crate::settings::security::{AbuseSettings, SecuritySettings};
 pub use guard::{Guard, Security, guard};
 
 use crate::settings::Settings;
