@@ -204,7 +204,8 @@ async fn starts_without_redis_and_recovers_when_it_appears() {
     // Redis: shown by the error, not by a wall clock.
     let err = store.get(&session.key).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
-    assert!(err.to_string().contains("not trusted"), "{err}");
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("not trusted"), "{err}: {cause}");
     assert!(store.create(&session).await.is_err_and(|e: StoreError| e.is_unavailable()));
 
     let server = blocking(move || RedisServer::start_on("late", port, &[])).await;
