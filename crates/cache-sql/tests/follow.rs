@@ -144,7 +144,10 @@ async fn journal_pages_by_id() {
     let store = cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap();
     let start = clock.now();
     for _ in 0..7 {
-        store.delete_user_sessions(random_user(), None).await.unwrap();
+        // Only a revocation of something that existed is journaled.
+        let session = sample_session(&clock, random_user());
+        store.create(&session).await.unwrap();
+        assert_eq!(store.delete_user_sessions(session.key.user, None).await.unwrap(), 1);
         clock.advance(chrono::Duration::seconds(1));
     }
     let mut after = 0;
