@@ -451,8 +451,11 @@ pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
 
 /// Least estimated entropy of an admin token, in bits: the token's length times the
 /// Shannon entropy of its own character distribution. 32 random hex characters (128
-/// bits) estimate at about 115; `aaaa…` at 0; `abab…` at one bit per character.
-pub const ADMIN_TOKEN_MIN_BITS: f64 = 96.0;
+/// bits) estimate at about 115, and at no less than 89 in 200,000 draws (the estimate
+/// of a short random string runs low), so the bar sits well below that: a generated
+/// token of the documented minimum is never refused, while `aaaa…` estimates at 0 and
+/// `abab…` at one bit per character. (96 refused about one such token in 10,000.)
+pub const ADMIN_TOKEN_MIN_BITS: f64 = 80.0;
 
 /// Why `token` is too weak to guard the admin API, or `None` when it is acceptable.
 ///
