@@ -12,17 +12,41 @@ use utoipa::ToSchema;
 
 mod rfc3339;
 
+/// What a display name may be, as `auth`'s `normalize_name` decides: after trimming
+/// white space (Unicode `White_Space`, as `str::trim` does) 1 to 100 characters, none of
+/// them a control character (`Cc`). Written out character by character, since `\s`
+/// and `\p{..}` differ between the regex engines that read this document.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"(?:[^\x00-\x1f\x7f-\x9f]{0,98}",
+    r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?",
+    r"[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+);
+
+/// A verification or reset token: 256 bits as 43 unpadded base64url characters, whose
+/// last one carries 4 bits (so its 2 low bits are zero), as `VerificationToken::parse`
+/// decodes it.
+pub const TOKEN_PATTERN: &str = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$";
+
+/// A session id: the hex SHA-256 of the session's secret (either case).
+pub const SESSION_ID_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+
 /// `POST /v1/auth/register`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Display name (1 to 100 characters).
+    /// Display name: 1 to 100 characters once surrounding white space is trimmed, no
+    /// control characters.
     #[schema(example = "Ada Lovelace")]
     pub name: String,
-    /// Email address; a verification link is sent to it.
-    #[schema(example = "ada@example.com")]
+    /// Email address (at most 254 bytes once its domain is in ASCII form); a
+    /// verification link is sent to it.
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
-    /// Password (at least 8 characters by default; any Unicode).
+    /// Password: any Unicode, counted in scalar values, within this server's policy
+    /// (`auth.password_min_chars`..=`auth.password_max_chars`), and not one of the
+    /// 10,000 most common passwords (`400 weak_password`).
     #[schema(format = Password, example = "correct horse battery staple")]
     pub password: String,
 }
@@ -40,10 +64,11 @@ impl fmt::Debug for RegisterRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// Email address of a verified account.
+    /// Email address of a verified account. Anything else, well-formed or not, is
+    /// `401 invalid_credentials`.
     #[schema(example = "ada@example.com")]
     pub email: String,
-    /// Password.
+    /// Password. One longer than the policy allows is `401 invalid_credentials`.
     #[schema(format = Password, example = "correct horse battery staple")]
     pub password: String,
 }
@@ -72,8 +97,8 @@ impl fmt::Debug for TokenRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
-    /// Email address.
-    #[schema(example = "ada@example.com")]
+    /// Email address (at most 254 bytes once its domain is in ASCII form).
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -90,10 +115,10 @@ pub struct LogoutEverywhereRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
-    /// The password in use.
+    /// The password in use; a wrong one is `401 invalid_credentials`.
     #[schema(format = Password)]
     pub current_password: String,
-    /// The new password.
+    /// The new password, within this server's policy.
     #[schema(format = Password)]
     pub new_password: String,
 }
@@ -110,7 +135,7 @@ impl fmt::Debug for ChangePasswordRequest {
 pub struct ResetPasswordRequest {
     /// The token from the reset link's `#token=` fragment.
     pub token: String,
-    /// The new password.
+    /// The new password, within this server's policy.
     #[schema(format = Password)]
     pub new_password: String,
 }

@@ -27,7 +27,7 @@ fn security(security: Option<web::Data<Security>>) -> Result<web::Data<Security>
 /// A user's live sessions, most recently used first.
 #[utoipa::path(
     get, path = "/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = i64, Path, description = "User id (decimal)", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Live sessions", body = SessionListResponse),
@@ -50,7 +50,7 @@ pub async fn user_sessions(
 /// End every session of a user (in every tier and on every instance).
 #[utoipa::path(
     delete, path = "/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = i64, Path, description = "User id (decimal)", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Sessions ended", body = RevokedResponse),
@@ -109,9 +109,11 @@ pub struct IpBlockListResponse {
 #[serde(deny_unknown_fields)]
 pub struct BlockRequest {
     /// An address or a CIDR range (host bits are cleared).
-    #[schema(example = "198.51.100.0/24")]
+    #[schema(example = "198.51.100.0/24", schema_with = net_schema)]
     pub net: String,
-    /// How long the block lasts, in seconds; omitted: until lifted.
+    /// How long the block lasts, in seconds (1 to ten years); omitted or `null`: until
+    /// lifted.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub ttl_secs: Option<u64>,
 }
 
@@ -121,6 +123,30 @@ pub struct BlockRequest {
 pub struct UnblockQuery {
     /// The blocked address or range, exactly as listed.
     pub net: String,
+}
+
+/// An IPv4 address of `Ipv4Addr::from_str` (no leading zeros).
+const IPV4: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}";
+
+/// What [`Cidr`] parses: an IPv4 or IPv6 address, or an IPv4 range `a.b.c.d/0..32`.
+/// IPv6 ranges (`2001:db8::/32`) are accepted too, but no portable pattern spells
+/// every IPv6 form with a prefix, so the document leaves them out rather than promise
+/// less than the server does.
+pub fn net_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let format = |f| {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(f)))
+    };
+    OneOfBuilder::new()
+        .item(format(KnownFormat::Ipv4))
+        .item(format(KnownFormat::Ipv6))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("^{IPV4}/(?:3[0-2]|[12]?[0-9])$"))),
+        )
+        .description(Some("An IPv4 or IPv6 address, or an IPv4 range (`198.51.100.0/24`)"))
+        .into()
 }
 
 fn cidr(raw: &str) -> Result<Cidr, ApiError> {
