@@ -514,4 +514,74 @@ mod tests {
             assert_eq!(decimal(id), id.to_string());
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+            let (min, max) =
+                (DateTime::<Utc>::MIN_UTC.timestamp(), DateTime::<Utc>::MAX_UTC.timestamp());
+            (min..=max, 0u32..1_000_000_000)
+                .prop_filter_map("in chrono's range", |(s, n)| DateTime::from_timestamp(s, n))
+        }
+
+        fn body() -> impl Strategy<Value = UserSessionResponse> {
+            (
+                (any::<String>(), any::<String>(), any::<String>(), any::<bool>(), instant()),
+                (any::<String>(), instant(), instant(), instant()),
+                (
+                    proptest::option::of(any::<String>()),
+                    proptest::option::of(any::<String>()),
+                    any::<bool>(),
+                ),
+            )
+                .prop_map(|(u, s, rest)| UserSessionResponse {
+                    user: UserBody {
+                        id: u.0,
+                        name: u.1,
+                        email: u.2,
+                        email_verified: u.3,
+                        created_at: u.4,
+                    },
+                    session: SessionBody {
+                        id: s.0,
+                        created_at: s.1,
+                        last_seen_at: s.2,
+                        expires_at: s.3,
+                        user_agent: rest.0,
+                        ip: rest.1,
+                        current: rest.2,
+                    },
+                })
+        }
+
+        proptest! {
+            /// The hand-written writer, byte for byte serde_json's, over any strings
+            /// (every Unicode scalar value) and any instant.
+            #[test]
+            fn to_json_is_serde_json(body in body()) {
+                prop_assert_eq!(body.to_json(), serde_json::to_string(&body).unwrap());
+            }
+
+            #[test]
+            fn strings_are_escaped_as_serde_json_escapes_them(s in any::<String>()) {
+                let mut out = String::new();
+                json_str(&mut out, &s);
+                prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+            }
+
+            #[test]
+            fn ids_and_hashes_are_written_as_display_writes_them(
+                raw in 1..=i64::MAX,
+                bytes in any::<[u8; 32]>(),
+            ) {
+                let id = auth::UserId::new(raw).unwrap();
+                prop_assert_eq!(decimal(id), id.to_string());
+                let hash = auth::TokenHash::from_bytes(bytes);
+                prop_assert_eq!(hex(hash.as_bytes()), hash.to_hex());
+            }
+        }
+    }
 }
