@@ -137,7 +137,7 @@ impl ApiError {
 }
 
 /// Drops serde_json's " at line 1 column 7" suffix, which helps nobody reading an API error.
-fn strip_position(message: &str) -> String {
+pub(crate) fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),

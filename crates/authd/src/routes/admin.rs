@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::api::{RevokedResponse, SessionListResponse};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonObject;
 use crate::security::{AdminAuth, Security};
 
 /// Longest block the API accepts with a TTL (ten years); omit `ttl_secs` for a block
@@ -191,7 +192,7 @@ pub async fn list_blocks(
 pub async fn block(
     _admin: AdminAuth,
     security: Option<web::Data<Security>>,
-    body: web::Json<BlockRequest>,
+    body: JsonObject<BlockRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let net = cidr(&body.net)?;
     let ttl = match body.ttl_secs {
