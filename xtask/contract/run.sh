@@ -11,7 +11,7 @@
 #
 # Usage: bash xtask/contract/run.sh        (from anywhere; CI calls it from .ci/run)
 # Env:   DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), REDIS_URL
-#        (redis://127.0.0.1:6379), CONTRACT_MAX_EXAMPLES (default 25), CONTRACT_SEED.
+#        (redis://127.0.0.1:6379), CONTRACT_MAX_EXAMPLES (default 100), CONTRACT_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -20,7 +20,7 @@ PG_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS="${REDIS_URL:-redis://127.0.0.1:6379}"
 # authd reads these conventional names too: each run says what it uses through AUTHD_*.
 unset DATABASE_URL REDIS_URL
-MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-25}"
+MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-100}"
 SEED="${CONTRACT_SEED:-20240612}"
 SCHEMATHESIS_VERSION=4.32.5
 VENV="$ROOT/target/schemathesis-venv"

@@ -115,7 +115,26 @@ pub struct BlockRequest {
     /// How long the block lasts, in seconds (1 to ten years); omitted or `null`: until
     /// lifted.
     #[schema(minimum = 1, maximum = 315_360_000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub ttl_secs: Option<u64>,
+}
+
+/// A whole number as JSON Schema's `integer` counts them: `29523.0` is one (found by
+/// the contract check: serde's `u64` refuses it, the documented schema accepts it).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    if let Some(n) = n.as_u64() {
+        return Ok(Some(n));
+    }
+    match n.as_f64() {
+        // Below 2^64 and without a fraction: exactly representable as a u64.
+        Some(f) if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => {
+            Ok(Some(f as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {n}, expected a whole number of seconds"
+        ))),
+    }
 }
 
 /// `DELETE /v1/admin/ip-blocks?net=...`.
@@ -233,4 +252,29 @@ pub async fn unblock(
     }
     tracing::warn!(net = %net, "admin lifted an address block");
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_secs_is_any_whole_number() {
+        let ttl = |body: &str| {
+            serde_json::from_str::<BlockRequest>(body)
+                .map(|b| b.ttl_secs)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(ttl(r#"{"net": "192.0.2.1"}"#), Ok(None));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": null}"#), Ok(None));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": 60}"#), Ok(Some(60)));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": 29523.0}"#), Ok(Some(29523)));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": 6e2}"#), Ok(Some(600)));
+        for bad in ["1.5", "-1", "-1.0", "1e30", "\"60\"", "true"] {
+            let body = format!(r#"{{"net": "192.0.2.1", "ttl_secs": {bad}}}"#);
+            assert!(ttl(&body).is_err(), "{bad}");
+        }
+        // The documented maximum is the enforced one.
+        assert_eq!(MAX_TTL_SECS, 315_360_000);
+    }
 }
