@@ -12,17 +12,41 @@ use utoipa::ToSchema;
 
 mod rfc3339;
 
+/// What a display name may be, as `auth`'s `normalize_name` decides: after trimming
+/// white space (Unicode `White_Space`, as `str::trim` does) 1 to 100 characters, none of
+/// them a control character (`Cc`). Written out character by character, since `\s`
+/// and `\p{..}` differ between the regex engines that read this document.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"(?:[^\x00-\x1f\x7f-\x9f]{0,98}",
+    r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?",
+    r"[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+);
+
+/// A verification or reset token: 256 bits as 43 unpadded base64url characters, whose
+/// last one carries 4 bits (so its 2 low bits are zero), as `VerificationToken::parse`
+/// decodes it.
+pub const TOKEN_PATTERN: &str = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$";
+
+/// A session id: the hex SHA-256 of the session's secret (either case).
+pub const SESSION_ID_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+
 /// `POST /v1/auth/register`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Display name (1 to 100 characters).
+    /// Display name: 1 to 100 characters once surrounding white space is trimmed, no
+    /// control characters.
     #[schema(example = "Ada Lovelace")]
     pub name: String,
-    /// Email address; a verification link is sent to it.
-    #[schema(example = "ada@example.com")]
+    /// Email address (at most 254 bytes once its domain is in ASCII form); a
+    /// verification link is sent to it.
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
-    /// Password (at least 8 characters by default; any Unicode).
+    /// Password: any Unicode, counted in scalar values, within this server's policy
+    /// (`auth.password_min_chars`..=`auth.password_max_chars`), and not one of the
+    /// 10,000 most common passwords (`400 weak_password`).
     #[schema(format = Password, example = "correct horse battery staple")]
     pub password: String,
 }
@@ -40,10 +64,11 @@ impl fmt::Debug for RegisterRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// Email address of a verified account.
+    /// Email address of a verified account. Anything else, well-formed or not, is
+    /// `401 invalid_credentials`.
     #[schema(example = "ada@example.com")]
     pub email: String,
-    /// Password.
+    /// Password. One longer than the policy allows is `401 invalid_credentials`.
     #[schema(format = Password, example = "correct horse battery staple")]
     pub password: String,
 }
@@ -72,8 +97,8 @@ impl fmt::Debug for TokenRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
-    /// Email address.
-    #[schema(example = "ada@example.com")]
+    /// Email address (at most 254 bytes once its domain is in ASCII form).
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -90,10 +115,10 @@ pub struct LogoutEverywhereRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
-    /// The password in use.
+    /// The password in use; a wrong one is `401 invalid_credentials`.
     #[schema(format = Password)]
     pub current_password: String,
-    /// The new password.
+    /// The new password, within this server's policy.
     #[schema(format = Password)]
     pub new_password: String,
 }
@@ -110,7 +135,7 @@ impl fmt::Debug for ChangePasswordRequest {
 pub struct ResetPasswordRequest {
     /// The token from the reset link's `#token=` fragment.
     pub token: String,
-    /// The new password.
+    /// The new password, within this server's policy.
     #[schema(format = Password)]
     pub new_password: String,
 }
@@ -487,6 +512,76 @@ mod tests {
         for raw in ids {
             let Some(id) = auth::UserId::new(raw) else { continue };
             assert_eq!(decimal(id), id.to_string());
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+            let (min, max) =
+                (DateTime::<Utc>::MIN_UTC.timestamp(), DateTime::<Utc>::MAX_UTC.timestamp());
+            (min..=max, 0u32..1_000_000_000)
+                .prop_filter_map("in chrono's range", |(s, n)| DateTime::from_timestamp(s, n))
+        }
+
+        fn body() -> impl Strategy<Value = UserSessionResponse> {
+            (
+                (any::<String>(), any::<String>(), any::<String>(), any::<bool>(), instant()),
+                (any::<String>(), instant(), instant(), instant()),
+                (
+                    proptest::option::of(any::<String>()),
+                    proptest::option::of(any::<String>()),
+                    any::<bool>(),
+                ),
+            )
+                .prop_map(|(u, s, rest)| UserSessionResponse {
+                    user: UserBody {
+                        id: u.0,
+                        name: u.1,
+                        email: u.2,
+                        email_verified: u.3,
+                        created_at: u.4,
+                    },
+                    session: SessionBody {
+                        id: s.0,
+                        created_at: s.1,
+                        last_seen_at: s.2,
+                        expires_at: s.3,
+                        user_agent: rest.0,
+                        ip: rest.1,
+                        current: rest.2,
+                    },
+                })
+        }
+
+        proptest! {
+            /// The hand-written writer, byte for byte serde_json's, over any strings
+            /// (every Unicode scalar value) and any instant.
+            #[test]
+            fn to_json_is_serde_json(body in body()) {
+                prop_assert_eq!(body.to_json(), serde_json::to_string(&body).unwrap());
+            }
+
+            #[test]
+            fn strings_are_escaped_as_serde_json_escapes_them(s in any::<String>()) {
+                let mut out = String::new();
+                json_str(&mut out, &s);
+                prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+            }
+
+            #[test]
+            fn ids_and_hashes_are_written_as_display_writes_them(
+                raw in 1..=i64::MAX,
+                bytes in any::<[u8; 32]>(),
+            ) {
+                let id = auth::UserId::new(raw).unwrap();
+                prop_assert_eq!(decimal(id), id.to_string());
+                let hash = auth::TokenHash::from_bytes(bytes);
+                prop_assert_eq!(hex(hash.as_bytes()), hash.to_hex());
+            }
         }
     }
 }

@@ -271,4 +271,50 @@ mod tests {
         assert!(header.contains("Max-Age=0") && header.contains("HttpOnly"), "{header}");
         assert!(!header.contains("Secure"), "{header}");
     }
+
+    mod properties {
+        use actix_web::http::header::HeaderValue;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Cookie headers built from the pieces that matter to the parsers: names near
+        /// ours, `=`, `;`, spaces, quotes, `%` escapes, and non-ASCII.
+        fn header() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just("session".to_owned()),
+                Just("__Host-session".to_owned()),
+                Just("other".to_owned()),
+                "[=; \"%a-f0-9.]{0,6}",
+                "[A-Za-z0-9_.-]{0,12}",
+                "\\PC{0,3}",
+            ];
+            proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat().into_bytes())
+        }
+
+        proptest! {
+            /// [`CookiePolicy::read`] answers what actix-web's own cookie parser answers,
+            /// for any one or two `Cookie` headers.
+            #[test]
+            fn read_is_actix_cookie(headers in proptest::collection::vec(header(), 1..3)) {
+                prop_assume!(headers.iter().all(|h| HeaderValue::from_bytes(h).is_ok()));
+                let slices: Vec<&[u8]> = headers.iter().map(Vec::as_slice).collect();
+                let req = request(&slices);
+                for policy in [CookiePolicy::secure(), CookiePolicy::insecure_plain_http()] {
+                    prop_assert_eq!(policy.read(&req), actix(&req, policy.name()), "{:?}", headers);
+                }
+            }
+
+            /// Any header bytes are read or refused without a panic.
+            #[test]
+            fn any_header_reads_without_panicking(h in proptest::collection::vec(any::<u8>(), 0..64)) {
+                if let Ok(value) = HeaderValue::from_bytes(&h) {
+                    let req = actix_web::test::TestRequest::default()
+                        .append_header((header::COOKIE, value))
+                        .to_http_request();
+                    let _ = CookiePolicy::default().read(&req);
+                }
+            }
+        }
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! Flow errors map by their stable code. Store and internal errors become an opaque 503
 //! or 500 whose source is logged here and never shown. actix-web's own failures
-//! (malformed or oversized JSON, unknown route, wrong method) are turned into the same
-//! shape by the handlers in this module.
+//! (malformed or oversized JSON, unknown route) are turned into the same shape by the
+//! handlers in this module; a wrong method by each resource's default service
+//! ([`crate::routes`]).
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
@@ -52,9 +53,10 @@ pub enum ApiError {
     /// No such route.
     #[error("no such resource")]
     NotFound,
-    /// The route exists, but not for this method.
+    /// The route exists, but not for this method; carries the `Allow` value (the
+    /// resource's methods), which a 405 must send (RFC 9110 §15.5.6).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(HeaderValue),
     /// Anything unexpected (logged, answered as an opaque 500).
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -85,7 +87,7 @@ impl ApiError {
             ApiError::InvalidInput(_) => "invalid_input",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Internal(_) => "internal",
             ApiError::AdminDisabled => "admin_disabled",
             ApiError::AdminUnauthorized => "admin_unauthorized",
@@ -135,7 +137,7 @@ impl ApiError {
 }
 
 /// Drops serde_json's " at line 1 column 7" suffix, which helps nobody reading an API error.
-fn strip_position(message: &str) -> String {
+pub(crate) fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
@@ -149,7 +151,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_) | ApiError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::AdminDisabled => StatusCode::NOT_FOUND,
             ApiError::AdminUnauthorized | ApiError::SessionEnded(_) => StatusCode::UNAUTHORIZED,
@@ -188,6 +190,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::SessionEnded(policy) = self {
             response.cookie(policy.removal_cookie());
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, allow.clone()));
         }
         if matches!(self, ApiError::AdminUnauthorized) {
             response.insert_header((
@@ -246,11 +251,6 @@ pub(crate) fn query_error(e: QueryPayloadError, _req: &HttpRequest) -> actix_web
 /// Default service of the app: any unknown route.
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
-}
-
-/// Default service of each resource: a known route with the wrong method.
-pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
 }
 
 #[cfg(test)]

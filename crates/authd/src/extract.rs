@@ -11,6 +11,9 @@
 //! validated the request, the extractor reuses its result instead of asking the stores again.
 //! Without the middleware, the extractor hands its result to the handler without keeping a
 //! copy: take one `CurrentUser` per handler.
+//!
+//! [`JsonObject`] is the JSON body extractor of every handler: `web::Json` that accepts
+//! only a JSON object.
 
 use std::future::{Ready, ready};
 use std::ops::Deref;
@@ -119,5 +122,45 @@ pub fn client_info(req: &HttpRequest) -> ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         ip: req.peer_addr().map(|a| a.ip()),
+    }
+}
+
+/// A JSON request body that must be an object: `web::Json<T>` (same `JsonConfig`: size
+/// limit, content type, error mapping), except that a top-level array is refused.
+/// serde's derived structs also deserialize from a sequence of their fields in order
+/// (`[true]` for `{"keep_current": true}`), a form the API does not document and must
+/// not accept: the body is read as a map first, then into `T`.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    /// The body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> Deref for JsonObject<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let map =
+            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let map = map.await?.into_inner();
+            // Only data errors are left (missing, unknown or mistyped fields): the same
+            // `invalid_input` answer `web::Json<T>` gives them.
+            serde_json::from_value(serde_json::Value::Object(map)).map(JsonObject).map_err(|e| {
+                ApiError::InvalidInput(crate::error::strip_position(&e.to_string())).into()
+            })
+        })
     }
 }

@@ -377,6 +377,8 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let http_metrics = parts.ops.http_metrics();
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let security = web::Data::new(parts.security.clone());
+    // Built once: the document describes this server (cookie name, password policy).
+    let openapi = web::Data::new(routes::ops::OpenApiJson::new(settings));
     let json_limit = settings.server.json_limit_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -387,6 +389,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .app_data(ops.clone())
             .app_data(admin.clone())
             .app_data(security.clone())
+            .app_data(openapi.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(json_limit)

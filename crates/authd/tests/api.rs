@@ -996,6 +996,26 @@ mod flows {
                 401,
                 "invalid_credentials",
             ),
+            (
+                // serde's structs also read a sequence of their fields; the API does not.
+                "a body that is an array of the fields".into(),
+                app.http.post(app.url("/v1/auth/register")).json(&json!([
+                    "Ada",
+                    "ada@example.com",
+                    "correct horse battery staple"
+                ])),
+                400,
+                "invalid_input",
+            ),
+            (
+                "an array body where every field has a default".into(),
+                app.http
+                    .post(app.url("/v1/auth/logout-everywhere"))
+                    .header("cookie", format!("{}={}", app.cookie_name(), user.cookie))
+                    .json(&json!([])),
+                400,
+                "invalid_input",
+            ),
             ("unknown route".into(), app.http.get(app.url("/v1/nope")), 404, "not_found"),
             ("unknown top-level route".into(), app.http.get(app.url("/nope")), 404, "not_found"),
             (

@@ -1100,4 +1100,63 @@ mod tests {
         limiter.release(&key, &event).await.unwrap();
         assert_eq!(limiter.primary().log.lock().events.len(), 1);
     }
+
+    /// The hand-written [`Cidr`] parser against the `ipnet` crate.
+    mod cidr_properties {
+        use std::net::IpAddr;
+
+        use ipnet::IpNet;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Whether `addr` is an IPv4-mapped IPv6 address, which [`Cidr`] treats as the
+        /// IPv4 address it carries (and `ipnet` as IPv6).
+        fn mapped(addr: IpAddr) -> bool {
+            matches!(addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+        }
+
+        proptest! {
+            /// `addr/prefix` parses exactly when `ipnet` parses it, to the same network
+            /// (host bits cleared) and prefix, and covers the same addresses.
+            #[test]
+            fn ranges_agree_with_ipnet(addr in any::<IpAddr>(), prefix in 0u8..=140, probe in any::<IpAddr>()) {
+                // Mapped addresses have their own property below.
+                let (addr, probe) = (addr.to_canonical(), probe.to_canonical());
+                let text = format!("{addr}/{prefix}");
+                let ours = text.parse::<Cidr>();
+                let theirs = text.parse::<IpNet>();
+                prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{}", text);
+                if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+                    prop_assert_eq!(ours.network(), theirs.trunc().network());
+                    prop_assert_eq!(ours.prefix(), theirs.prefix_len());
+                    prop_assert_eq!(ours.contains(probe), theirs.contains(&probe), "{} {}", text, probe);
+                    prop_assert_eq!(ours.to_string(), theirs.trunc().to_string());
+                    prop_assert_eq!(ours.to_string().parse::<Cidr>(), Ok(ours));
+                }
+            }
+
+            /// A mapped address with a prefix inside its IPv4 part is that IPv4 range.
+            #[test]
+            fn mapped_ranges_are_their_ipv4_ranges(v4 in any::<std::net::Ipv4Addr>(), prefix in 96u8..=128) {
+                let mapped: Cidr = format!("{}/{prefix}", v4.to_ipv6_mapped()).parse().unwrap();
+                let plain: Cidr = format!("{v4}/{}", prefix - 96).parse().unwrap();
+                prop_assert_eq!(mapped, plain);
+                prop_assert!(mapped.contains(IpAddr::V4(v4)));
+                prop_assert!(mapped.contains(IpAddr::V6(v4.to_ipv6_mapped())));
+            }
+
+            /// Anything else parses or fails without a panic; whatever `ipnet` accepts
+            /// (it wants a prefix), ours accepts as the same range.
+            #[test]
+            fn any_text_parses_or_fails(s in "[0-9a-fA-F:./ ]{0,45}|\\PC{0,20}") {
+                let ours = s.parse::<Cidr>();
+                if let Ok(theirs) = s.trim().parse::<IpNet>() {
+                    if !mapped(theirs.addr()) {
+                        prop_assert_eq!(ours.map(|c| c.to_string()), Ok(theirs.trunc().to_string()), "{:?}", s);
+                    }
+                }
+            }
+        }
+    }
 }

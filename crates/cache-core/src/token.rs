@@ -341,4 +341,71 @@ mod tests {
         assert_eq!(TokenHash::from_hex(&hash.to_hex()), Some(hash));
         assert_eq!(TokenHash::from_hex("zz"), None);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn user() -> impl Strategy<Value = UserId> {
+            any::<i64>().prop_filter_map("ids are positive", UserId::new)
+        }
+
+        proptest! {
+            #[test]
+            fn session_tokens_round_trip(user in user(), secret in any::<[u8; 32]>()) {
+                let token = SessionToken::from_parts(user, Secret::from_bytes(secret));
+                let parsed = SessionToken::parse(&token.encode()).unwrap();
+                prop_assert_eq!(parsed.key(), token.key());
+                prop_assert!(parsed == token);
+            }
+
+            /// Any cookie value parses or fails, never panics; what parses is a token
+            /// that encodes back to a value that parses to itself.
+            #[test]
+            fn any_cookie_value_parses_or_fails(s in any::<String>()) {
+                if let Ok(token) = SessionToken::parse(&s) {
+                    prop_assert!(SessionToken::parse(&token.encode()).unwrap() == token);
+                }
+            }
+
+            /// The same for values shaped like tokens, which reach the deeper checks.
+            #[test]
+            fn near_miss_tokens_parse_or_fail(
+                user in "[+-]?[0-9]{0,21}",
+                dots in "\\.{0,2}",
+                secret in "[A-Za-z0-9_=+/-]{40,46}",
+            ) {
+                let s = format!("{user}{dots}{secret}");
+                if let Ok(token) = SessionToken::parse(&s) {
+                    prop_assert_eq!(token.encode(), format!("{}.{secret}", token.user().get()));
+                }
+                let _ = Secret::decode(&secret);
+                let _ = VerificationToken::parse(&secret);
+            }
+
+            /// A 43-character base64url string decodes exactly when its last character
+            /// carries no bits past the 256 (what the API's token pattern says).
+            #[test]
+            fn secrets_decode_when_their_last_character_is_canonical(
+                head in "[A-Za-z0-9_-]{42}",
+                last in "[A-Za-z0-9_-]",
+            ) {
+                let s = format!("{head}{last}");
+                let canonical = "AEIMQUYcgkosw048".contains(last.as_str());
+                prop_assert_eq!(Secret::decode(&s).is_ok(), canonical);
+                if let Ok(secret) = Secret::decode(&s) {
+                    prop_assert_eq!(secret.encode(), s);
+                }
+            }
+
+            #[test]
+            fn hashes_round_trip_through_hex(bytes in any::<[u8; 32]>(), s in any::<String>()) {
+                let hash = TokenHash::from_bytes(bytes);
+                prop_assert_eq!(TokenHash::from_hex(&hash.to_hex()), Some(hash));
+                prop_assert_eq!(TokenHash::from_hex(&hash.to_hex().to_uppercase()), Some(hash));
+                let _ = TokenHash::from_hex(&s);
+            }
+        }
+    }
 }

@@ -344,4 +344,91 @@ mod tests {
             assert!(user_from_value(&Value::from(bad)).is_err(), "{bad:?}");
         }
     }
+
+    mod properties {
+        use std::net::IpAddr;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Microseconds chrono can hold (about ±262,000 years).
+        fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+            (DateTime::<Utc>::MIN_UTC.timestamp_micros()
+                ..=DateTime::<Utc>::MAX_UTC.timestamp_micros())
+                .prop_map(|us| DateTime::from_timestamp_micros(us).unwrap())
+        }
+
+        fn session_strategy() -> impl Strategy<Value = Session> {
+            (
+                (any::<i64>().prop_filter_map("ids are positive", UserId::new), any::<[u8; 32]>()),
+                (instant(), instant(), instant(), instant()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<IpAddr>()),
+                any::<i64>(),
+            )
+                .prop_map(|((user, hash), (c, r, e, a), user_agent, ip, version)| {
+                    Session {
+                        key: SessionKey { user, hash: TokenHash::from_bytes(hash) },
+                        created_at: c,
+                        renewed_at: r,
+                        expires_at: e,
+                        absolute_expires_at: a,
+                        user_agent,
+                        ip,
+                        version,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn sessions_round_trip(session in session_strategy()) {
+                let value = Value::from(session_value(&session));
+                prop_assert_eq!(session_from_value(session.key, &value).unwrap(), session);
+            }
+
+            #[test]
+            fn users_round_trip(
+                id in any::<i64>().prop_filter_map("ids are positive", UserId::new),
+                name in any::<String>(),
+                email in any::<String>(),
+                email_verified in any::<bool>(),
+                created_at in instant(),
+            ) {
+                let user = User { id, name, email, email_verified, created_at };
+                let value = Value::from(user_value(&user));
+                prop_assert_eq!(user_from_value(&value).unwrap(), Some(user));
+            }
+
+            /// Whatever a Redis value holds (another version's format, a key written by
+            /// hand), decoding answers a value or an error, never a panic.
+            #[test]
+            fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let value = Value::Bytes(bytes.clone().into());
+                let _ = session_from_value(key(), &value);
+                let _ = user_from_value(&value);
+                let _ = optional_session(key(), value.clone());
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    let _ = fence_covers(text, "ab", 1);
+                    let _ = verification_from_json(text);
+                    let _ = session_from_value(key(), &Value::from(text));
+                    let _ = user_from_value(&Value::from(text));
+                }
+            }
+
+            /// The same for values shaped like ours: five numbers, then anything.
+            #[test]
+            fn near_misses_decode_or_fail_without_panicking(
+                numbers in proptest::collection::vec(any::<i64>(), 0..7),
+                rest in "[ +\\-0-9a-f:.]{0,40}",
+            ) {
+                let mut text: Vec<String> = numbers.iter().map(i64::to_string).collect();
+                text.push(rest);
+                let text = text.join(" ");
+                let _ = session_from_value(key(), &Value::from(text.as_str()));
+                let _ = user_from_value(&Value::from(text.as_str()));
+            }
+        }
+    }
 }

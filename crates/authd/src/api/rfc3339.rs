@@ -200,4 +200,41 @@ mod tests {
         let ours = serde_json::to_string(&Ours(at(0, 0))).unwrap();
         assert_eq!(ours, "\"1970-01-01T00:00:00Z\"");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Any instant chrono can hold, leap seconds (nanoseconds past 1e9 at second
+        /// 59) included.
+        fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+            let (min, max) =
+                (DateTime::<Utc>::MIN_UTC.timestamp(), DateTime::<Utc>::MAX_UTC.timestamp());
+            let nanos = prop_oneof![
+                Just(0u32),
+                (0u32..1000).prop_map(|ms| ms * 1_000_000),
+                (0u32..1_000_000).prop_map(|us| us * 1_000),
+                0u32..1_000_000_000,
+                1_000_000_000u32..2_000_000_000,
+            ];
+            (min..=max, nanos).prop_filter_map("in chrono's range", |(secs, nanos)| {
+                // A leap second only exists at the 59th second of a minute.
+                let secs =
+                    if nanos >= 1_000_000_000 { secs - secs.rem_euclid(60) + 59 } else { secs };
+                DateTime::from_timestamp(secs, nanos)
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn same_bytes_as_chrono(dt in instant()) {
+                let chrono = serde_json::to_string(&dt).unwrap();
+                prop_assert_eq!(serde_json::to_string(&Ours(dt)).unwrap(), chrono.clone());
+                let mut pushed = String::new();
+                push_json(&dt, &mut pushed);
+                prop_assert_eq!(pushed, chrono);
+            }
+        }
+    }
 }

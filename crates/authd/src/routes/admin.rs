@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::api::{RevokedResponse, SessionListResponse};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonObject;
 use crate::security::{AdminAuth, Security};
 
 /// Longest block the API accepts with a TTL (ten years); omit `ttl_secs` for a block
@@ -27,7 +28,7 @@ fn security(security: Option<web::Data<Security>>) -> Result<web::Data<Security>
 /// A user's live sessions, most recently used first.
 #[utoipa::path(
     get, path = "/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = i64, Path, description = "User id (decimal)", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Live sessions", body = SessionListResponse),
@@ -50,7 +51,7 @@ pub async fn user_sessions(
 /// End every session of a user (in every tier and on every instance).
 #[utoipa::path(
     delete, path = "/v1/admin/users/{id}/sessions", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = i64, Path, description = "User id (decimal)", minimum = 1)),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Sessions ended", body = RevokedResponse),
@@ -109,10 +110,31 @@ pub struct IpBlockListResponse {
 #[serde(deny_unknown_fields)]
 pub struct BlockRequest {
     /// An address or a CIDR range (host bits are cleared).
-    #[schema(example = "198.51.100.0/24")]
+    #[schema(example = "198.51.100.0/24", schema_with = net_schema)]
     pub net: String,
-    /// How long the block lasts, in seconds; omitted: until lifted.
+    /// How long the block lasts, in seconds (1 to ten years); omitted or `null`: until
+    /// lifted.
+    #[schema(minimum = 1, maximum = 315_360_000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub ttl_secs: Option<u64>,
+}
+
+/// A whole number as JSON Schema's `integer` counts them: `29523.0` is one (found by
+/// the contract check: serde's `u64` refuses it, the documented schema accepts it).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    if let Some(n) = n.as_u64() {
+        return Ok(Some(n));
+    }
+    match n.as_f64() {
+        // Below 2^64 and without a fraction: exactly representable as a u64.
+        Some(f) if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => {
+            Ok(Some(f as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {n}, expected a whole number of seconds"
+        ))),
+    }
 }
 
 /// `DELETE /v1/admin/ip-blocks?net=...`.
@@ -121,6 +143,34 @@ pub struct BlockRequest {
 pub struct UnblockQuery {
     /// The blocked address or range, exactly as listed.
     pub net: String,
+}
+
+/// An IPv4 address of `Ipv4Addr::from_str` (no leading zeros).
+const IPV4: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}";
+
+/// What [`Cidr`] parses, as far as a portable schema spells it: an IPv4 or IPv6
+/// address, or an IPv4 range `a.b.c.d/0..32`. IPv6 ranges (`2001:db8::/32`) are accepted
+/// too; every compressed and IPv4-embedding IPv6 form followed by a prefix makes a
+/// pattern nobody could check, so the description says it instead. What the schema
+/// admits, the server accepts.
+pub fn net_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let format = |f| {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(f)))
+    };
+    OneOfBuilder::new()
+        .item(format(KnownFormat::Ipv4))
+        .item(format(KnownFormat::Ipv6))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!("^{IPV4}/(?:3[0-2]|[12]?[0-9])$"))),
+        )
+        .description(Some(
+            "An IPv4 or IPv6 address, or an IPv4 range (`198.51.100.0/24`). IPv6 ranges \
+             (`2001:db8::/32`) are accepted too, though this schema does not spell them.",
+        ))
+        .into()
 }
 
 fn cidr(raw: &str) -> Result<Cidr, ApiError> {
@@ -165,7 +215,7 @@ pub async fn list_blocks(
 pub async fn block(
     _admin: AdminAuth,
     security: Option<web::Data<Security>>,
-    body: web::Json<BlockRequest>,
+    body: JsonObject<BlockRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let net = cidr(&body.net)?;
     let ttl = match body.ttl_secs {
@@ -206,4 +256,29 @@ pub async fn unblock(
     }
     tracing::warn!(net = %net, "admin lifted an address block");
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_secs_is_any_whole_number() {
+        let ttl = |body: &str| {
+            serde_json::from_str::<BlockRequest>(body)
+                .map(|b| b.ttl_secs)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(ttl(r#"{"net": "192.0.2.1"}"#), Ok(None));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": null}"#), Ok(None));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": 60}"#), Ok(Some(60)));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": 29523.0}"#), Ok(Some(29523)));
+        assert_eq!(ttl(r#"{"net": "192.0.2.1", "ttl_secs": 6e2}"#), Ok(Some(600)));
+        for bad in ["1.5", "-1", "-1.0", "1e30", "\"60\"", "true"] {
+            let body = format!(r#"{{"net": "192.0.2.1", "ttl_secs": {bad}}}"#);
+            assert!(ttl(&body).is_err(), "{bad}");
+        }
+        // The documented maximum is the enforced one.
+        assert_eq!(MAX_TTL_SECS, 315_360_000);
+    }
 }

@@ -13,7 +13,7 @@ use crate::api::{
 };
 use crate::cookies::CookiePolicy;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{CurrentUser, client_info};
+use crate::extract::{CurrentUser, JsonObject, client_info};
 
 /// The answer to a registration, whether or not the address was already registered.
 const REGISTER_ACCEPTED: &str =
@@ -45,7 +45,7 @@ fn accepted(message: &str) -> HttpResponse {
 )]
 pub async fn register(
     service: web::Data<AuthService>,
-    body: web::Json<RegisterRequest>,
+    body: JsonObject<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let RegisterRequest { name, email, password } = body.into_inner();
     service.register(RegisterInput { name, email, password }).await?;
@@ -64,7 +64,7 @@ pub async fn register(
 )]
 pub async fn verify_email(
     service: web::Data<AuthService>,
-    body: web::Json<TokenRequest>,
+    body: JsonObject<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = service.verify_email(&body.token).await?;
     Ok(HttpResponse::Ok().json(UserBody::from(user)))
@@ -82,7 +82,7 @@ pub async fn verify_email(
 )]
 pub async fn resend_verification(
     service: web::Data<AuthService>,
-    body: web::Json<EmailRequest>,
+    body: JsonObject<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service.resend_verification(&body.email).await?;
     Ok(accepted(RESEND_ACCEPTED))
@@ -109,7 +109,7 @@ pub async fn login(
     req: HttpRequest,
     service: web::Data<AuthService>,
     policy: web::Data<CookiePolicy>,
-    body: web::Json<LoginRequest>,
+    body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
     let outcome = service.login(LoginInput { email, password }, &client_info(&req)).await?;
@@ -180,7 +180,7 @@ pub async fn logout_everywhere(
     current: CurrentUser,
     service: web::Data<AuthService>,
     policy: web::Data<CookiePolicy>,
-    body: web::Json<LogoutEverywhereRequest>,
+    body: JsonObject<LogoutEverywhereRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let revoked = service.logout_everywhere(current.authenticated(), body.keep_current).await?;
     let mut response = HttpResponse::Ok();
@@ -213,7 +213,7 @@ pub async fn change_password(
     req: HttpRequest,
     current: CurrentUser,
     service: web::Data<AuthService>,
-    body: web::Json<ChangePasswordRequest>,
+    body: JsonObject<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let auth = current.authenticated();
     let client = client_info(&req);
@@ -236,7 +236,7 @@ pub async fn change_password(
 )]
 pub async fn forgot_password(
     service: web::Data<AuthService>,
-    body: web::Json<EmailRequest>,
+    body: JsonObject<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service.forgot_password(&body.email).await?;
     Ok(accepted(FORGOT_ACCEPTED))
@@ -255,7 +255,7 @@ pub async fn forgot_password(
 )]
 pub async fn reset_password(
     service: web::Data<AuthService>,
-    body: web::Json<ResetPasswordRequest>,
+    body: JsonObject<ResetPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     service.reset_password(&body.token, &body.new_password).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -45,12 +45,12 @@ pub async fn list_sessions(
 /// End one of the user's sessions. Ending the current one also clears the cookie.
 #[utoipa::path(
     delete, path = "/v1/sessions/{id}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id from `GET /v1/sessions`")),
+    params(("id" = String, Path, description = "Session id from `GET /v1/sessions`; any other value is `404`", pattern = "^[0-9a-fA-F]{64}$")),
     security(("session_cookie" = [])),
     responses(
         (status = 204, description = "Session ended"),
         (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 404, description = "Not a live session of this user", body = ErrorBody),
+        (status = 404, description = "Not a live session of this user (or not a session id)", body = ErrorBody),
         (status = 503, description = "A store is unavailable", body = ErrorBody),
     )
 )]

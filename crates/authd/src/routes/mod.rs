@@ -1,13 +1,18 @@
-//! The HTTP routes, one module per area, and the table that mounts them.
+//! The HTTP routes, one module per area, and the one table that mounts them.
 //!
-//! Every resource has a default service answering 405 in the JSON error shape, and the
-//! `/v1` scope adds `Cache-Control: no-store` to every response, errors included.
+//! [`public_endpoints`] lists every resource of the public listener with its methods;
+//! [`configure`] mounts exactly that table, and the OpenAPI tests read the same table, so
+//! a route cannot be mounted without the tests seeing it (and asking for its
+//! documentation). Every resource has a default service answering 405 in the JSON error
+//! shape with an `Allow` header naming the resource's methods (RFC 9110 §15.5.6), and
+//! the `/v1` scope adds `Cache-Control: no-store` to every response, errors included.
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{Resource, web};
+use actix_web::{FromRequest, Handler, Resource, Responder, Route, web};
 
-use crate::error;
+use crate::error::{self, ApiError};
 
 pub mod admin;
 pub mod analytics;
@@ -16,78 +21,173 @@ pub mod me;
 pub mod ops;
 pub mod pages;
 
-/// A resource at `path` inside the scope mounted at `scope` (`""` at the root), whose
-/// unknown methods get a JSON 405. It is named by its full pattern, which is what
-/// [`crate::route::matched`] answers for a request routed to it.
-fn resource(scope: &str, path: &str) -> Resource {
-    web::resource(path)
-        .name(&format!("{scope}{path}"))
-        .default_service(web::to(error::method_not_allowed))
+/// One mounted resource: where it is, and the handler of each of its methods.
+pub struct Endpoint {
+    /// The scope it is mounted in: `"/v1"` or `""` (the root); only [`v1`] and [`root`]
+    /// make endpoints, so no other scope can appear.
+    scope: &'static str,
+    /// Its pattern inside the scope.
+    path: &'static str,
+    /// Its methods, each with the route that serves it.
+    methods: Vec<(Method, Route)>,
 }
 
-/// A resource inside the `/v1` scope.
-fn v1(path: &str) -> Resource {
-    resource("/v1", path)
+impl Endpoint {
+    /// The full pattern (`/v1/sessions/{id}`): the resource's name, what
+    /// [`crate::route::matched`] answers, and its key in the OpenAPI document.
+    pub fn pattern(&self) -> String {
+        format!("{}{}", self.scope, self.path)
+    }
+
+    /// Its methods, in table order.
+    pub fn methods(&self) -> Vec<Method> {
+        self.methods.iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// The `Allow` value of its 405 answers: its methods, in table order.
+    fn allow(&self) -> String {
+        let names: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// The actix-web resource: named by its full pattern, its routes, and a default
+    /// service that answers 405 with `Allow`.
+    fn into_resource(self) -> Resource {
+        // Method names are tokens, so the value is always a valid header value.
+        let allow = HeaderValue::from_str(&self.allow()).unwrap_or(HeaderValue::from_static(""));
+        let resource =
+            web::resource(self.path).name(&self.pattern()).default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+            }));
+        self.methods.into_iter().fold(resource, |r, (_, route)| r.route(route))
+    }
 }
 
-/// A resource at the root.
-fn root(path: &str) -> Resource {
-    resource("", path)
+/// `(GET, handler)`: one method of an [`Endpoint`], with the guard that matches it.
+fn get<F, Args>(handler: F) -> (Method, Route)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::GET, web::get().to(handler))
 }
 
-/// Mounts every route. The app data (`AuthService`, `CookiePolicy`, `Readiness`,
-/// `PrometheusHandle`, extractor configs) is added by [`crate::startup`].
+/// `(POST, handler)`.
+fn post<F, Args>(handler: F) -> (Method, Route)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::POST, web::post().to(handler))
+}
+
+/// `(DELETE, handler)`.
+fn delete<F, Args>(handler: F) -> (Method, Route)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::DELETE, web::delete().to(handler))
+}
+
+fn v1(path: &'static str, methods: Vec<(Method, Route)>) -> Endpoint {
+    Endpoint { scope: "/v1", path, methods }
+}
+
+fn root(path: &'static str, methods: Vec<(Method, Route)>) -> Endpoint {
+    Endpoint { scope: "", path, methods }
+}
+
+/// Every resource of the public listener, with its methods: the one list that
+/// [`configure`] mounts and the OpenAPI tests check against the document.
+pub fn public_endpoints() -> Vec<Endpoint> {
+    vec![
+        v1("/auth/register", vec![post(auth::register)]),
+        v1("/auth/verify-email", vec![post(auth::verify_email)]),
+        v1("/auth/resend-verification", vec![post(auth::resend_verification)]),
+        v1("/auth/login", vec![post(auth::login)]),
+        v1("/auth/logout", vec![post(auth::logout)]),
+        v1("/auth/logout-everywhere", vec![post(auth::logout_everywhere)]),
+        v1("/auth/change-password", vec![post(auth::change_password)]),
+        v1("/auth/forgot-password", vec![post(auth::forgot_password)]),
+        v1("/auth/reset-password", vec![post(auth::reset_password)]),
+        v1("/me", vec![get(me::me)]),
+        v1("/sessions", vec![get(me::list_sessions)]),
+        v1("/sessions/{id}", vec![delete(me::revoke_session)]),
+        v1("/admin/analytics", vec![get(analytics::analytics)]),
+        v1(
+            "/admin/users/{id}/sessions",
+            vec![get(admin::user_sessions), delete(admin::revoke_user_sessions)],
+        ),
+        v1(
+            "/admin/ip-blocks",
+            vec![get(admin::list_blocks), post(admin::block), delete(admin::unblock)],
+        ),
+        root("/health/live", vec![get(ops::live)]),
+        root("/health/ready", vec![get(ops::ready_status)]),
+        root("/openapi.json", vec![get(ops::openapi_json)]),
+        root("/verify-email", vec![get(pages::verify_email_page)]),
+        root("/reset-password", vec![get(pages::reset_password_page)]),
+        root("/assets/auth-pages.js", vec![get(pages::script)]),
+    ]
+}
+
+/// Every resource of the operations listener (`server.ops_listen`, loopback by
+/// default): Prometheus metrics and the detailed readiness report, which tell more about
+/// the deployment (and, through counters, about accounts) than the public may know.
+pub fn ops_endpoints() -> Vec<Endpoint> {
+    vec![
+        root("/health/live", vec![get(ops::live)]),
+        root("/health/ready", vec![get(ops::ready)]),
+        root("/metrics", vec![get(ops::metrics)]),
+    ]
+}
+
+/// The full patterns and methods of the public listener's resources, for tests and
+/// tools that compare them with the OpenAPI document.
+pub fn public_routes() -> Vec<(String, Vec<Method>)> {
+    public_endpoints().into_iter().map(|e| (e.pattern(), e.methods())).collect()
+}
+
+/// [`public_routes`] of the operations listener.
+pub fn ops_routes() -> Vec<(String, Vec<Method>)> {
+    ops_endpoints().into_iter().map(|e| (e.pattern(), e.methods())).collect()
+}
+
+/// Mounts every route of [`public_endpoints`]. The app data (`AuthService`,
+/// `CookiePolicy`, `Readiness`, the OpenAPI document, extractor configs) is added by
+/// [`crate::startup`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let v1 = web::scope("/v1")
-        .wrap(
-            DefaultHeaders::new()
-                .add((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-                .add((header::PRAGMA, HeaderValue::from_static("no-cache"))),
-        )
-        .service(v1("/auth/register").route(web::post().to(auth::register)))
-        .service(v1("/auth/verify-email").route(web::post().to(auth::verify_email)))
-        .service(v1("/auth/resend-verification").route(web::post().to(auth::resend_verification)))
-        .service(v1("/auth/login").route(web::post().to(auth::login)))
-        .service(v1("/auth/logout").route(web::post().to(auth::logout)))
-        .service(v1("/auth/logout-everywhere").route(web::post().to(auth::logout_everywhere)))
-        .service(v1("/auth/change-password").route(web::post().to(auth::change_password)))
-        .service(v1("/auth/forgot-password").route(web::post().to(auth::forgot_password)))
-        .service(v1("/auth/reset-password").route(web::post().to(auth::reset_password)))
-        .service(v1("/me").route(web::get().to(me::me)))
-        .service(v1("/sessions").route(web::get().to(me::list_sessions)))
-        .service(v1("/sessions/{id}").route(web::delete().to(me::revoke_session)))
-        .service(v1("/admin/analytics").route(web::get().to(analytics::analytics)))
-        .service(
-            v1("/admin/users/{id}/sessions")
-                .route(web::get().to(admin::user_sessions))
-                .route(web::delete().to(admin::revoke_user_sessions)),
-        )
-        .service(
-            v1("/admin/ip-blocks")
-                .route(web::get().to(admin::list_blocks))
-                .route(web::post().to(admin::block))
-                .route(web::delete().to(admin::unblock)),
-        )
-        .default_service(web::to(error::not_found));
-
-    cfg.service(v1)
-        .service(root("/health/live").route(web::get().to(ops::live)))
-        .service(root("/health/ready").route(web::get().to(ops::ready_status)))
-        .service(root("/openapi.json").route(web::get().to(ops::openapi_json)))
-        .service(root("/verify-email").route(web::get().to(pages::verify_email_page)))
-        .service(root("/reset-password").route(web::get().to(pages::reset_password_page)))
-        .service(root("/assets/auth-pages.js").route(web::get().to(pages::script)));
+    let mut v1 = web::scope("/v1").wrap(
+        DefaultHeaders::new()
+            .add((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .add((header::PRAGMA, HeaderValue::from_static("no-cache"))),
+    );
+    let mut roots = Vec::new();
+    for endpoint in public_endpoints() {
+        if endpoint.scope == "/v1" {
+            v1 = v1.service(endpoint.into_resource());
+        } else {
+            roots.push(endpoint.into_resource());
+        }
+    }
+    cfg.service(v1.default_service(web::to(error::not_found)));
+    for resource in roots {
+        cfg.service(resource);
+    }
     #[cfg(feature = "bench-routes")]
     cfg.configure(crate::bench_routes::configure);
 }
 
-/// Mounts the operations listener's routes (`server.ops_listen`, loopback by default):
-/// Prometheus metrics and the detailed readiness report, which tell more about the
-/// deployment (and, through counters, about accounts) than the public may know.
+/// Mounts the operations listener's routes ([`ops_endpoints`]).
 pub fn configure_ops(cfg: &mut web::ServiceConfig) {
-    cfg.service(root("/health/live").route(web::get().to(ops::live)))
-        .service(root("/health/ready").route(web::get().to(ops::ready)))
-        .service(root("/metrics").route(web::get().to(ops::metrics)));
+    for endpoint in ops_endpoints() {
+        cfg.service(endpoint.into_resource());
+    }
 }
 
 #[cfg(test)]
@@ -95,7 +195,6 @@ mod tests {
     use actix_web::http::header::HeaderName;
     use actix_web::middleware::{Next, from_fn};
     use actix_web::{App, test};
-    use utoipa::OpenApi as _;
 
     use super::*;
 
@@ -116,21 +215,51 @@ mod tests {
     async fn every_route_is_matched_by_its_own_pattern() {
         let app =
             test::init_service(App::new().wrap(from_fn(echo_route)).configure(configure)).await;
-        let doc = crate::openapi::ApiDoc::openapi();
-        let pages = ["/verify-email", "/reset-password", "/assets/auth-pages.js", "/openapi.json"];
-        let patterns = doc.paths.paths.keys().map(String::as_str).chain(pages);
-        for pattern in patterns {
+        for (pattern, _) in public_routes() {
             let path = pattern.replace("{id}", "123");
             let response =
                 test::call_service(&app, test::TestRequest::get().uri(&path).to_request()).await;
             let route = response.headers().get("x-route").and_then(|v| v.to_str().ok());
-            assert_eq!(route, Some(pattern), "GET {path}");
+            assert_eq!(route, Some(pattern.as_str()), "GET {path}");
         }
         for unmatched in ["/", "/v1", "/v1/nope", "/v1/auth/login/", "/v1/auth%2Flogin"] {
             let response =
                 test::call_service(&app, test::TestRequest::get().uri(unmatched).to_request())
                     .await;
             assert_eq!(response.headers().get("x-route").unwrap(), "-", "GET {unmatched}");
+        }
+    }
+
+    /// A method a resource does not serve gets 405 with `Allow` naming exactly the
+    /// methods it does serve, on both listeners.
+    #[actix_web::test]
+    async fn a_wrong_method_gets_405_with_allow() {
+        let public = test::init_service(App::new().configure(configure)).await;
+        let ops = test::init_service(App::new().configure(configure_ops)).await;
+        let tables = [(public_routes(), true), (ops_routes(), false)];
+        for (routes, is_public) in tables {
+            for (pattern, methods) in routes {
+                let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+                let path = pattern.replace("{id}", "123");
+                for method in
+                    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH]
+                {
+                    if methods.contains(&method) {
+                        continue;
+                    }
+                    let req = test::TestRequest::default().method(method.clone()).uri(&path);
+                    let response = if is_public {
+                        test::call_service(&public, req.to_request()).await
+                    } else {
+                        test::call_service(&ops, req.to_request()).await
+                    };
+                    assert_eq!(response.status(), 405, "{method} {path}");
+                    let header = response.headers().get(header::ALLOW).map(|v| v.to_str().unwrap());
+                    assert_eq!(header, Some(allow.join(", ").as_str()), "{method} {path}");
+                    let body: serde_json::Value = test::read_body_json(response).await;
+                    assert_eq!(body["error"]["code"], "method_not_allowed");
+                }
+            }
         }
     }
 }

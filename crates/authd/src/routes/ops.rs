@@ -4,10 +4,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi as _, ToSchema};
+use utoipa::ToSchema;
 
 use crate::health::Readiness;
-use crate::openapi::ApiDoc;
 use crate::ops::Ops;
 
 /// The body of `GET /health/live`.
@@ -81,9 +80,34 @@ pub async fn metrics(
         .body(handle.render())
 }
 
-/// The OpenAPI 3 document of this API.
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+/// The document of this server, serialized once at start-up ([`crate::openapi::document`]).
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(pub actix_web::web::Bytes);
+
+impl OpenApiJson {
+    /// The document of a server running with `settings`.
+    pub fn new(settings: &crate::Settings) -> Self {
+        // Serializing utoipa's types cannot fail (string keys, no non-finite floats);
+        // an empty document would still be answered rather than a panic.
+        let json = serde_json::to_vec(&crate::openapi::document(settings)).unwrap_or_default();
+        Self(json.into())
+    }
+}
+
+/// The OpenAPI 3.1 document of this API, as this server runs it (cookie name, password
+/// policy).
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses(
+        (status = 200, description = "This document", content_type = "application/json", body = Object),
+    )
+)]
+pub async fn openapi_json(doc: Option<web::Data<OpenApiJson>>) -> HttpResponse {
+    match doc {
+        Some(doc) => HttpResponse::Ok().content_type("application/json").body(doc.0.clone()),
+        // An app that mounts the routes without the start-up's data: the generic document.
+        None => HttpResponse::Ok().json(crate::openapi::document(&crate::Settings::default())),
+    }
 }
 
 fn no_store(response: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {

@@ -109,16 +109,28 @@ fn page(html: &'static str) -> HttpResponse {
 }
 
 /// `GET /verify-email`: posts the fragment's token to `/v1/auth/verify-email`.
+#[utoipa::path(
+    get, path = "/verify-email", tag = "pages",
+    responses((status = 200, description = "The page the verification link opens", content_type = "text/html", body = String))
+)]
 pub async fn verify_email_page() -> HttpResponse {
     page(VERIFY_PAGE)
 }
 
 /// `GET /reset-password`: asks for a new password and posts it with the fragment's token.
+#[utoipa::path(
+    get, path = "/reset-password", tag = "pages",
+    responses((status = 200, description = "The page the reset link opens", content_type = "text/html", body = String))
+)]
 pub async fn reset_password_page() -> HttpResponse {
     page(RESET_PAGE)
 }
 
 /// `GET /assets/auth-pages.js`: the script of both pages.
+#[utoipa::path(
+    get, path = "/assets/auth-pages.js", tag = "pages",
+    responses((status = 200, description = "The script of both pages", content_type = "text/javascript", body = String))
+)]
 pub async fn script() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
