@@ -15,6 +15,7 @@
 pub mod api;
 #[cfg(feature = "bench-routes")]
 pub mod bench_routes;
+pub mod cli;
 pub mod cookies;
 pub mod error;
 pub mod extract;
@@ -35,4 +36,4 @@ pub use error::ApiError;
 pub use extract::CurrentUser;
 pub use middleware::RequireSession;
 pub use settings::Settings;
-pub use startup::{Application, ApplicationBuilder, Parts};
+pub use startup::{Application, ApplicationBuilder, Parts, StartupFailure};

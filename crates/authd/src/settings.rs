@@ -17,7 +17,7 @@ use figment::providers::{Env, Format as _, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "AUTHD_CONFIG";
@@ -25,7 +25,7 @@ pub const CONFIG_ENV: &str = "AUTHD_CONFIG";
 pub const DEFAULT_CONFIG_FILE: &str = "authd.toml";
 
 /// Everything `authd` can be told. See `docs/configuration.md`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// HTTP listener.
@@ -84,7 +84,7 @@ impl Default for Settings {
 }
 
 /// HTTP listener settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to bind (`host:port`; port 0 picks a free port).
@@ -98,7 +98,7 @@ pub struct ServerSettings {
     /// Address of the operations listener (`/metrics`, the detailed `/health/ready`),
     /// kept off the public listener because metrics tell who has an account. Loopback by
     /// default; `""` or `"off"` serves no metrics at all.
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(deserialize_with = "optional_addr", serialize_with = "optional_addr_out")]
     pub ops_listen: Option<SocketAddr>,
 }
 
@@ -125,12 +125,48 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
     }
 }
 
+/// `None` as `"off"`, the spelling [`optional_addr`] reads back.
+fn optional_addr_out<S: serde::Serializer>(
+    addr: &Option<SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_str("off"),
+    }
+}
+
+/// What `authd check-config` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// A secret URL with its password (and query) replaced, for `authd check-config`.
+fn redacted_url_out<S: serde::Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(secrecy::ExposeSecret::expose_secret(url)))
+}
+
+/// A set secret URL, redacted (unset ones are skipped).
+fn redacted_optional_url_out<S: serde::Serializer>(
+    url: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => redacted_url_out(url, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A set secret (password, token), never shown (unset ones are skipped).
+fn redacted_out<S: serde::Serializer>(_: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(REDACTED)
+}
+
 /// The SQL store (the authority).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://...`, `sqlite://path` or `sqlite::memory:`. Also read from
     /// `DATABASE_URL`. May hold a password, so it is a secret.
+    #[serde(serialize_with = "redacted_url_out")]
     pub url: SecretString,
     /// Connections in the pool.
     pub pool_size: u32,
@@ -175,7 +211,7 @@ impl std::fmt::Debug for DatabaseSettings {
 }
 
 /// The in-process memory tier (moka).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemorySettings {
     /// Whether the memory tier is used at all.
@@ -203,14 +239,16 @@ impl Default for MemorySettings {
 }
 
 /// The Redis tier.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://`, `rediss://`, `redis-cluster://` or `redis-sentinel://` URL; Redis is
     /// off when unset. Also read from `REDIS_URL`. May hold a password.
+    #[serde(serialize_with = "redacted_optional_url_out", skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretString>,
     /// PEM file of the CA certificates that sign a `rediss://` server's certificate
     /// (a private CA); unset: the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key and channel (environment separation).
     pub key_prefix: String,
@@ -261,7 +299,7 @@ impl std::fmt::Debug for RedisSettings {
 }
 
 /// The session cookie.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CookieSettings {
     /// `true`: cookie `__Host-session` with `Secure` (HTTPS only). `false` (the embedded
@@ -271,7 +309,7 @@ pub struct CookieSettings {
 }
 
 /// Where mail goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MailTransport {
     /// One `.eml` file per message in `mail.dir`, plus a log line.
@@ -281,7 +319,7 @@ pub enum MailTransport {
 }
 
 /// Outgoing mail.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailSettings {
     /// `file` (default) or `smtp`.
@@ -306,7 +344,7 @@ impl Default for MailSettings {
 }
 
 /// Transport security of the SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTlsMode {
     /// Plain text (a local relay only).
@@ -318,7 +356,7 @@ pub enum SmtpTlsMode {
 }
 
 /// SMTP server settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpSettings {
     /// Host name of the server.
@@ -328,8 +366,10 @@ pub struct SmtpSettings {
     /// `none`, `starttls` or `tls`.
     pub tls: SmtpTlsMode,
     /// Login user, if the server wants one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Login password.
+    #[serde(serialize_with = "redacted_out", skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretString>,
     /// Deadline of one SMTP exchange.
     pub timeout_secs: u64,
@@ -349,7 +389,7 @@ impl Default for SmtpSettings {
 }
 
 /// Lifetimes, TTLs, password policy and argon2 cost; defaults from `auth::AuthConfig`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Idle timeout: a session expires this long after its last renewal.
@@ -404,7 +444,7 @@ impl Default for AuthSettings {
 }
 
 /// Log output format. The filter comes from `RUST_LOG` (default `info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -414,7 +454,7 @@ pub enum LogFormat {
 }
 
 /// Log settings.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` (default) or `json`.
@@ -428,12 +468,13 @@ impl Default for LogSettings {
 }
 
 /// The admin API.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
     /// The bearer token of `/v1/admin/*` (at least 32 characters; generate it, e.g.
     /// `openssl rand -base64 32`). Unset (the default): the admin API is disabled and
     /// answers 404 `admin_disabled`. Only its SHA-256 is kept in memory.
+    #[serde(serialize_with = "redacted_out", skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretString>,
 }
 
@@ -775,6 +816,13 @@ impl Settings {
             fingerprint: self.security.fingerprint,
             ..defaults
         }
+    }
+
+    /// The effective settings as TOML, every secret redacted (URLs keep everything but
+    /// their password and query): what `authd check-config` prints. Not a loadable file
+    /// when secrets are set, by design.
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("the settings cannot be rendered as TOML")
     }
 
     /// Graceful shutdown deadline.

@@ -26,6 +26,43 @@ use crate::settings::{MailTransport, Settings, SmtpTlsMode};
 use crate::stores::{self, Backends};
 use crate::telemetry;
 
+/// Why the service could not start, as the `authd` binary reports it in its exit status
+/// (`docs/operations.md`, "Exit codes"). Attached as context to the start-up error, so
+/// that [`StartupFailure::of`] finds it however deep the cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StartupFailure {
+    /// The settings are invalid (loaded or built in code).
+    #[error("invalid settings")]
+    Config,
+    /// The SQL store could not be connected or migrated.
+    #[error("the SQL store is unavailable")]
+    Store,
+    /// A listener could not be bound (address in use, no permission).
+    #[error("cannot bind a listener")]
+    Bind,
+}
+
+impl StartupFailure {
+    /// The kind of start-up failure `err` is, if it is one.
+    pub fn of(err: &anyhow::Error) -> Option<Self> {
+        err.downcast_ref::<Self>().copied()
+    }
+
+    /// The process exit status of this failure: the `sysexits.h` codes, so that a
+    /// service manager can tell them apart (the systemd unit does not restart on
+    /// `EX_CONFIG`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            // EX_CONFIG
+            Self::Config => 78,
+            // EX_UNAVAILABLE
+            Self::Store => 69,
+            // EX_OSERR
+            Self::Bind => 71,
+        }
+    }
+}
+
 /// A built, bound, not yet running service.
 pub struct Application {
     local_addr: SocketAddr,
@@ -95,7 +132,7 @@ impl ApplicationBuilder {
         let settings = self.settings;
         // Settings built in code (other apps, tests) meet the same rules as loaded ones:
         // a transport rule broken here would put a secret on the wire in clear.
-        settings.validate().context("invalid settings")?;
+        settings.validate().context(StartupFailure::Config)?;
         let clock = self.clock;
         // Before any store exists: tiers create their metric handles at construction.
         let metrics = telemetry::metrics_handle();
@@ -120,11 +157,16 @@ impl ApplicationBuilder {
         let sql = match self.sql {
             Some(sql) => {
                 if settings.database.migrate {
-                    sql.migrate().await.context("database migrations failed")?;
+                    sql.migrate()
+                        .await
+                        .context("database migrations failed")
+                        .context(StartupFailure::Store)?;
                 }
                 sql
             }
-            None => stores::connect_sql(&settings, clock.clone()).await?,
+            None => stores::connect_sql(&settings, clock.clone())
+                .await
+                .context(StartupFailure::Store)?,
         };
         let backends = stores::compose(&settings, clock.clone(), sql).await?;
         // Warms the caches (when configured) before the first request can arrive.
@@ -132,7 +174,7 @@ impl ApplicationBuilder {
 
         let mailer = match self.mailer {
             Some(mailer) => mailer,
-            None => mailer_from(&settings)?,
+            None => mailer_from(&settings).context(StartupFailure::Config)?,
         };
         let mut config = settings.auth_config();
         #[cfg(feature = "test-util")]
@@ -159,7 +201,8 @@ impl ApplicationBuilder {
         // Rate limits and IP blocks: the flows count logins, resends and reset requests,
         // the HTTP guard the per-address attempts and the blocks.
         let abuse = security::build_abuse(&settings, &backends, clock.clone())
-            .context("invalid abuse settings")?;
+            .context("invalid abuse settings")
+            .context(StartupFailure::Config)?;
         if let Err(e) = abuse.refresh().await {
             tracing::warn!(error = %e, "cannot read the IP block list yet; retrying in the background");
         }
@@ -176,13 +219,15 @@ impl ApplicationBuilder {
         let parts = self.build_parts().await?;
         let settings = &parts.settings;
         let listener = TcpListener::bind(settings.server.listen)
-            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+            .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))
+            .context(StartupFailure::Bind)?;
         let local_addr = listener.local_addr()?;
         let server = server(settings, listener, &parts)?;
         let (ops_addr, ops_server) = match settings.server.ops_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
-                    .with_context(|| format!("cannot listen on {addr} (server.ops_listen)"))?;
+                    .with_context(|| format!("cannot listen on {addr} (server.ops_listen)"))
+                    .context(StartupFailure::Bind)?;
                 let ops_addr = listener.local_addr()?;
                 tracing::info!(address = %ops_addr, "operations listener (/metrics) up");
                 (Some(ops_addr), Some(ops_server(settings, listener, &parts)?))

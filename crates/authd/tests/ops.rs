@@ -1175,8 +1175,8 @@ async fn janitor_drops_redis_index_entries_of_expired_sessions() {
     app.stop().await;
 }
 
-/// `cargo xtask cleanup`'s entry point: the service's configuration, passes until the
-/// backlog is done, a report of what went.
+/// The entry point of `authd cleanup` and `cargo xtask cleanup`: the service's
+/// configuration, passes until the backlog is done, a report of what went.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_runs_passes_until_the_backlog_is_done() {
     let _serial = SERIAL.lock().await;
