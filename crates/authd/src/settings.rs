@@ -2,7 +2,9 @@
 //! built-in defaults, then a TOML file (`AUTHD_CONFIG`, else `./authd.toml` when present),
 //! then the conventional `DATABASE_URL` / `REDIS_URL`, then `AUTHD_*` variables (nested
 //! with `__`, e.g. `AUTHD_MEMORY__TTL_SECS=10`). Every key is documented in
-//! `docs/configuration.md`.
+//! `docs/configuration.md`. Every secret may instead come from a file named by its
+//! `..._file` key (`DATABASE_URL_FILE`, `AUTHD_ADMIN__TOKEN_FILE`, ...), as container
+//! platforms mount secrets.
 //!
 //! The defaults are the embedded setup that runs on a fresh machine: SQLite under
 //! `./data/`, the memory tier on, Redis off, mail written to `./data/mail/`, plain-http
@@ -168,6 +170,10 @@ pub struct DatabaseSettings {
     /// `DATABASE_URL`. May hold a password, so it is a secret.
     #[serde(serialize_with = "redacted_url_out")]
     pub url: SecretString,
+    /// A file whose content is `url` (trailing newline trimmed), as container platforms
+    /// mount secrets; also `DATABASE_URL_FILE`. Setting both is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
     /// Connections in the pool.
     pub pool_size: u32,
     /// How long to wait for a connection.
@@ -188,6 +194,7 @@ impl Default for DatabaseSettings {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             url: SecretString::from("sqlite://data/authd.db"),
+            url_file: None,
             pool_size: sql.pool_size,
             connect_timeout_ms: ms(sql.connect_timeout),
             query_timeout_ms: ms(sql.query_timeout),
@@ -201,6 +208,7 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact_url(secrecy::ExposeSecret::expose_secret(&self.url)))
+            .field("url_file", &self.url_file)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("query_timeout_ms", &self.query_timeout_ms)
@@ -246,6 +254,10 @@ pub struct RedisSettings {
     /// off when unset. Also read from `REDIS_URL`. May hold a password.
     #[serde(serialize_with = "redacted_optional_url_out", skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretString>,
+    /// A file whose content is `url` (trailing newline trimmed); also `REDIS_URL_FILE`.
+    /// Setting both is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
     /// PEM file of the CA certificates that sign a `rediss://` server's certificate
     /// (a private CA); unset: the system's roots.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -271,6 +283,7 @@ impl Default for RedisSettings {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             url: None,
+            url_file: None,
             tls_ca_file: redis.tls_ca_file,
             key_prefix: redis.key_prefix,
             command_timeout_ms: ms(redis.command_timeout),
@@ -287,6 +300,7 @@ impl std::fmt::Debug for RedisSettings {
         let url = self.url.as_ref().map(|u| redact_url(secrecy::ExposeSecret::expose_secret(u)));
         f.debug_struct("RedisSettings")
             .field("url", &url)
+            .field("url_file", &self.url_file)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout_ms", &self.command_timeout_ms)
@@ -371,6 +385,10 @@ pub struct SmtpSettings {
     /// Login password.
     #[serde(serialize_with = "redacted_out", skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretString>,
+    /// A file whose content is `password` (trailing newline trimmed). Setting both is an
+    /// error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
     /// Deadline of one SMTP exchange.
     pub timeout_secs: u64,
 }
@@ -383,6 +401,7 @@ impl Default for SmtpSettings {
             tls: SmtpTlsMode::Starttls,
             username: None,
             password: None,
+            password_file: None,
             timeout_secs: 10,
         }
     }
@@ -476,6 +495,10 @@ pub struct AdminSettings {
     /// answers 404 `admin_disabled`. Only its SHA-256 is kept in memory.
     #[serde(serialize_with = "redacted_out", skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretString>,
+    /// A file whose content is `token` (trailing newline trimmed). Setting both is an
+    /// error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Shortest accepted admin token: 32 characters of a generated secret are far beyond
@@ -580,9 +603,13 @@ impl Settings {
             }
             None => {}
         }
-        for var in ["DATABASE_URL", "REDIS_URL"] {
+        for (var, key) in [
+            ("DATABASE_URL", "database.url"),
+            ("DATABASE_URL_FILE", "database.url_file"),
+            ("REDIS_URL", "redis.url"),
+            ("REDIS_URL_FILE", "redis.url_file"),
+        ] {
             if let Ok(value) = std::env::var(var) {
-                let key = if var == "DATABASE_URL" { "database.url" } else { "redis.url" };
                 figment = figment.merge(EnvVar::new(var, key, value));
             }
         }
@@ -597,9 +624,29 @@ impl Settings {
     pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
         // Lossy: environment values are strings, and "30" or "true" must still fill a
         // number or a flag.
-        let settings: Settings = figment.extract_lossy().context("invalid configuration")?;
+        let mut settings: Settings = figment.extract_lossy().context("invalid configuration")?;
+        settings.read_secret_files(&figment)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Replaces each secret whose `..._file` key is set by that file's content. `figment`
+    /// tells whether the secret itself was set too (defaults are not in it): both is an
+    /// error naming the two keys and where each came from.
+    fn read_secret_files(&mut self, figment: &Figment) -> anyhow::Result<()> {
+        if let Some(path) = &self.database.url_file {
+            self.database.url = secret_from_file(figment, "database.url", path)?;
+        }
+        if let Some(path) = &self.redis.url_file {
+            self.redis.url = Some(secret_from_file(figment, "redis.url", path)?);
+        }
+        if let Some(path) = &self.mail.smtp.password_file {
+            self.mail.smtp.password = Some(secret_from_file(figment, "mail.smtp.password", path)?);
+        }
+        if let Some(path) = &self.admin.token_file {
+            self.admin.token = Some(secret_from_file(figment, "admin.token", path)?);
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: ranges, URL schemes and cross-field rules. The message
@@ -859,6 +906,38 @@ impl Provider for EnvVar {
     }
 }
 
+/// The secret `key` read from `path` (the value of `{key}_file`): the file's content
+/// without its trailing line break(s), which `echo` and editors add. Refused when `key`
+/// is set as well, when the file cannot be read, or when it is empty. The content never
+/// appears in an error.
+fn secret_from_file(figment: &Figment, key: &str, path: &Path) -> anyhow::Result<SecretString> {
+    let file_key = format!("{key}_file");
+    if figment.find_value(key).is_ok() {
+        bail!(
+            "{key} ({}) and {file_key} ({}) are both set; set one of them",
+            source_of(figment, key),
+            source_of(figment, &file_key)
+        );
+    }
+    let mut value = std::fs::read_to_string(path)
+        .with_context(|| format!("{file_key}: cannot read {}", path.display()))?;
+    let len = value.trim_end_matches(['\n', '\r']).len();
+    value.truncate(len);
+    ensure!(!value.is_empty(), "{file_key}: {} is empty", path.display());
+    Ok(SecretString::from(value))
+}
+
+/// Where `key` was set: "environment variable DATABASE_URL", "TOML file /etc/authd.toml".
+fn source_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(meta) => match &meta.source {
+            Some(source) => format!("{} {source}", meta.name),
+            None => meta.name.to_string(),
+        },
+        None => "unknown source".to_owned(),
+    }
+}
+
 /// A URL with any password (and any query string, which may carry one) replaced by
 /// `***`, for logs and error messages.
 pub fn redact_url(url: &str) -> String {
@@ -1036,6 +1115,153 @@ mod tests {
             jail.set_env("AUTHD_SERVER__WORKERS", "many");
             let err = format!("{:#}", Settings::load().unwrap_err());
             assert!(err.contains("AUTHD_SERVER__WORKERS"), "{err}");
+            Ok(())
+        });
+    }
+
+    // -- Issue 17, item 2: secrets from files ----------------------------------------
+
+    /// The admin token of the file tests (strong enough for the start-up check).
+    const FILE_TOKEN: &str = "q3J9vX+2mB/Lk8ZtR1wYc0pH7sNf5aGdEiUo4TxWl6M=";
+
+    /// Writes the four secret files, each with the trailing newline `echo` leaves.
+    fn write_secret_files(jail: &mut Jail) -> figment::error::Result<()> {
+        jail.create_file("db.secret", "postgres://app:from-file@db/auth\n")?;
+        jail.create_file("redis.secret", "redis://:from-file@127.0.0.1:6379\r\n")?;
+        jail.create_file("smtp.secret", "smtp from file\n")?;
+        jail.create_file("admin.secret", &format!("{FILE_TOKEN}\n"))?;
+        Ok(())
+    }
+
+    fn assert_file_secrets(s: &Settings) {
+        assert_eq!(s.database.url.expose_secret(), "postgres://app:from-file@db/auth");
+        let redis = s.redis.url.as_ref().unwrap().expose_secret();
+        assert_eq!(redis, "redis://:from-file@127.0.0.1:6379");
+        let smtp = s.mail.smtp.password.as_ref().unwrap().expose_secret();
+        assert_eq!(smtp, "smtp from file");
+        assert_eq!(s.admin.token.as_ref().unwrap().expose_secret(), FILE_TOKEN);
+        // Read from files, still secrets: never in Debug or check-config's output.
+        for text in [format!("{s:?}"), s.to_redacted_toml().unwrap()] {
+            assert!(!text.contains("from-file") && !text.contains(FILE_TOKEN), "{text}");
+            assert!(!text.contains("smtp from file"), "{text}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_in_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            write_secret_files(jail)?;
+            jail.set_env("DATABASE_URL_FILE", "db.secret");
+            jail.set_env("REDIS_URL_FILE", "redis.secret");
+            jail.set_env("AUTHD_MAIL__TRANSPORT", "smtp");
+            jail.set_env("AUTHD_MAIL__SMTP__USERNAME", "mailer");
+            jail.set_env("AUTHD_MAIL__SMTP__PASSWORD_FILE", "smtp.secret");
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "admin.secret");
+            let s = Settings::load().unwrap();
+            assert_file_secrets(&s);
+            assert_eq!(s.database.url_file.as_deref(), Some(Path::new("db.secret")));
+
+            // The AUTHD_ spelling of the URL files works too.
+            jail.clear_env();
+            jail.set_env("AUTHD_DATABASE__URL_FILE", "db.secret");
+            jail.set_env("AUTHD_REDIS__URL_FILE", "redis.secret");
+            let s = Settings::load().unwrap();
+            assert_eq!(s.database.url.expose_secret(), "postgres://app:from-file@db/auth");
+            assert!(s.redis.url.is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_in_the_config_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            write_secret_files(jail)?;
+            jail.create_file(
+                "authd.toml",
+                r#"
+                [database]
+                url_file = "db.secret"
+                [redis]
+                url_file = "redis.secret"
+                [mail]
+                transport = "smtp"
+                [mail.smtp]
+                username = "mailer"
+                password_file = "smtp.secret"
+                [admin]
+                token_file = "admin.secret"
+                "#,
+            )?;
+            assert_file_secrets(&Settings::load().unwrap());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_set_both_ways_is_refused_naming_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("DATABASE_URL", "DATABASE_URL_FILE", "database.url"),
+            ("AUTHD_DATABASE__URL", "DATABASE_URL_FILE", "database.url"),
+            ("REDIS_URL", "REDIS_URL_FILE", "redis.url"),
+            ("AUTHD_MAIL__SMTP__PASSWORD", "AUTHD_MAIL__SMTP__PASSWORD_FILE", "mail.smtp.password"),
+            ("AUTHD_ADMIN__TOKEN", "AUTHD_ADMIN__TOKEN_FILE", "admin.token"),
+        ];
+        for (var, file_var, key) in cases {
+            Jail::expect_with(|jail| {
+                jail.clear_env();
+                write_secret_files(jail)?;
+                let path = match *key {
+                    "database.url" => "db.secret",
+                    "redis.url" => "redis.secret",
+                    "mail.smtp.password" => "smtp.secret",
+                    _ => "admin.secret",
+                };
+                jail.set_env(var, "set-directly-0123456789abcdef-XYZ");
+                jail.set_env(file_var, path);
+                let err = format!("{:#}", Settings::load().unwrap_err());
+                assert!(err.contains(&format!("{key} (")), "{err}");
+                assert!(err.contains(&format!("{key}_file (")), "{err}");
+                // Where each came from, and never a value.
+                assert!(err.contains(var) && err.contains(file_var), "{err}");
+                assert!(!err.contains("set-directly") && !err.contains("from-file"), "{err}");
+                Ok(())
+            });
+        }
+        // In the file and in the environment: both named, with their sources.
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            write_secret_files(jail)?;
+            jail.create_file(
+                "authd.toml",
+                "[admin]
+token_file = \"admin.secret\"\n",
+            )?;
+            jail.set_env("AUTHD_ADMIN__TOKEN", FILE_TOKEN);
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token (environment variable AUTHD_ADMIN__TOKEN)"), "{err}");
+            assert!(err.contains("admin.token_file (TOML file"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_or_empty_secret_files_are_refused_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "nowhere.secret");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token_file") && err.contains("nowhere.secret"), "{err}");
+            jail.create_file("empty.secret", "\n")?;
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "empty.secret");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token_file") && err.contains("empty"), "{err}");
+            // The content is validated like a value set directly.
+            jail.create_file("weak.secret", "short\n")?;
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "weak.secret");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token is too weak"), "{err}");
             Ok(())
         });
     }
