@@ -148,6 +148,8 @@ fn migrate_and_cleanup_work_on_the_embedded_default() {
         let out = authd(dir.path(), &["migrate"], &[]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(stderr(&out).contains("migrations applied"), "{}", stderr(&out));
+        // Logs into a pipe carry no colour codes.
+        assert!(!stderr(&out).contains('\x1b'), "{:?}", stderr(&out));
     }
     assert!(dir.path().join("data/authd.db").is_file());
 
