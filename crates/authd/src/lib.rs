@@ -12,6 +12,7 @@
 //! Architecture invariant: this is the only crate that knows HTTP, configuration files and
 //! environment variables; the flows live in `auth`, the stores in the `cache-*` crates.
 
+pub mod access;
 pub mod api;
 #[cfg(feature = "bench-routes")]
 pub mod bench_routes;

@@ -478,11 +478,14 @@ pub enum LogFormat {
 pub struct LogSettings {
     /// `text` (default) or `json`.
     pub format: LogFormat,
+    /// Level of the one access line per request (`off`, `debug` (default), `info`);
+    /// server errors are logged at `warn` regardless.
+    pub access_level: crate::access::AccessLevel,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text }
+        Self { format: LogFormat::Text, access_level: crate::access::AccessLevel::Debug }
     }
 }
 

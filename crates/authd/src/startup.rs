@@ -4,12 +4,10 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use auth::{AuthService, FileMailer, Mailer, SmtpConfig, SmtpMailer, SmtpTls};
@@ -17,6 +15,7 @@ use cache_core::{SharedClock, SystemClock};
 use cache_sql::SqlStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::access::{self, AccessLog};
 use crate::cookies::CookiePolicy;
 use crate::error;
 use crate::ops::Ops;
@@ -401,6 +400,10 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let security = web::Data::new(parts.security.clone());
     let json_limit = settings.server.json_limit_bytes;
+    let access_log = web::Data::new(AccessLog::new(
+        settings.log.access_level,
+        &settings.security.trusted_proxies,
+    ));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(service.clone())
@@ -410,6 +413,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .app_data(ops.clone())
             .app_data(admin.clone())
             .app_data(security.clone())
+            .app_data(access_log.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(json_limit)
@@ -418,9 +422,10 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             )
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            // Inside the request log, so that refusals are logged with their status.
+            // Inside the request context, so that refusals are logged with their status
+            // and the guard's lines carry the request id.
             .wrap(from_fn(security::guard))
-            .wrap(from_fn(log_request))
+            .wrap(from_fn(access::request_context))
             .wrap(
                 DefaultHeaders::new()
                     .add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))),
@@ -456,29 +461,4 @@ fn ops_server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyh
     .disable_signals()
     .shutdown_timeout(settings.server.shutdown_timeout_secs);
     Ok(server.listen(listener)?.run())
-}
-
-/// One log line per request: method, route pattern (never the path's values or the
-/// query), status, latency.
-async fn log_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = crate::route::matched(req.request()).unwrap_or("(unmatched)").to_owned();
-    let result = next.call(req).await;
-    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(e) => e.as_response_error().status_code(),
-    };
-    // Server errors are worth an operator's attention; the rest is debug-level, since one
-    // line per request would cost more than validating a session does.
-    if status.is_server_error() {
-        tracing::warn!(%method, route, status = status.as_u16(), elapsed_ms, "request");
-    } else {
-        tracing::debug!(%method, route, status = status.as_u16(), elapsed_ms, "request");
-    }
-    result
 }
