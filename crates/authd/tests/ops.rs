@@ -35,6 +35,7 @@ use cache_sql::SqlStore;
 use chrono::Duration as Span;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -61,21 +62,9 @@ fn random_hex(n: usize) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("authd-ops-{tag}-{}", random_hex(8)));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A new temporary directory, removed on drop.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::with_prefix(format!("authd-ops-{tag}-")).unwrap()
 }
 
 fn init_logs() {
@@ -201,8 +190,8 @@ async fn start(
 /// settings.
 async fn spawn_app(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     let clock = ManualClock::starting_now();
-    let mail_dir = TempDir::new("mail");
-    let mut settings = settings_for(setup, &mail_dir.0)?;
+    let mail_dir = temp_dir("mail");
+    let mut settings = settings_for(setup, mail_dir.path())?;
     let sql = sql_store(setup, &clock).await?;
     tweak(&mut settings);
     Some(start(settings, clock, sql, mail_dir).await)
@@ -285,7 +274,7 @@ impl TestApp {
     fn find_mail(&self, email: &str, path: &str) -> Option<String> {
         let to_line = format!("to: {}", email.to_ascii_lowercase());
         let marker = format!("{path}#token=");
-        for entry in std::fs::read_dir(&self.mail_dir.0).ok()?.flatten() {
+        for entry in std::fs::read_dir(self.mail_dir.path()).ok()?.flatten() {
             let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
             if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
                 continue;
@@ -728,7 +717,7 @@ impl RedisServer {
             return None;
         }
         let mut server =
-            Self { port: free_port(), dir: TempDir::new("redis"), child: None, watchdog: None };
+            Self { port: free_port(), dir: temp_dir("redis"), child: None, watchdog: None };
         server.spawn().await;
         Some(server)
     }
@@ -736,7 +725,7 @@ impl RedisServer {
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", &self.dir.0.display().to_string()])
+            .args(["--dir", &self.dir.path().display().to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1182,8 +1171,8 @@ async fn cleanup_runs_passes_until_the_backlog_is_done() {
     let _serial = SERIAL.lock().await;
     init_logs();
     let clock = ManualClock::starting_now();
-    let dir = TempDir::new("cleanup");
-    let url = format!("sqlite://{}", dir.0.join("auth.db").display());
+    let dir = temp_dir("cleanup");
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
     let sql =
         SqlStore::connect(&url, cache_sql::SqlConfig::default(), clock.clone()).await.unwrap();
     sql.migrate().await.unwrap();
@@ -1240,8 +1229,8 @@ async fn seed_for_warm_up(sql: &SqlStore, clock: &ManualClock) -> Vec<Session> {
 async fn warm_up(setup: Setup) {
     let _serial = SERIAL.lock().await;
     let clock = ManualClock::starting_now();
-    let mail_dir = TempDir::new("mail");
-    let Some(mut settings) = settings_for(setup, &mail_dir.0) else { return };
+    let mail_dir = temp_dir("mail");
+    let Some(mut settings) = settings_for(setup, mail_dir.path()) else { return };
     let Some(sql) = sql_store(setup, &clock).await else { return };
     let live = seed_for_warm_up(&sql, &clock).await;
     settings.warm_up.sessions = 20;
@@ -1272,7 +1261,7 @@ async fn warm_up(setup: Setup) {
 
     if setup == Setup::Full {
         // A second start on the same Redis (same prefix) finds it warm.
-        let again = start(settings, clock, sql, TempDir::new("mail")).await;
+        let again = start(settings, clock, sql, temp_dir("mail")).await;
         let report = again.ops.warmed().unwrap();
         assert_eq!((report.sessions, report.memory, report.redis), (20, 20, None));
         again.stop().await;
