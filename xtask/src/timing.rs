@@ -90,7 +90,7 @@ fn rerun_in_release(args: &TimingArgs) -> anyhow::Result<()> {
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     fill_random(&mut buf).context("the OS random source failed")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(buf))
 }
 
 fn fresh_email() -> anyhow::Result<String> {

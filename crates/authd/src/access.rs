@@ -99,13 +99,11 @@ pub fn generate_id() -> HeaderValue {
         bytes[..8].copy_from_slice(&u64::from(std::process::id()).to_be_bytes());
         bytes[8..].copy_from_slice(&n.to_be_bytes());
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = [0u8; 32];
-    for (i, b) in bytes.iter().enumerate() {
-        hex[2 * i] = HEX[usize::from(b >> 4)];
-        hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
-    }
-    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    let mut digits = [0u8; 32];
+    // 16 bytes always take exactly 32 digits: the length error cannot happen.
+    let encoded = hex::encode_to_slice(bytes, &mut digits);
+    debug_assert!(encoded.is_ok());
+    HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// The id of a request from `peer` carrying `incoming`.

@@ -1376,7 +1376,7 @@ token_file = \"admin.secret\"\n",
         for _ in 0..2000 {
             let mut bytes = [0u8; 16];
             cache_core::token::fill_random(&mut bytes).unwrap();
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(bytes);
             assert_eq!(admin_token_weakness(&hex), None, "{hex}");
         }
     }

@@ -52,7 +52,7 @@ const PUBLIC: &str = "http://auth.example.test";
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn random_email() -> String {

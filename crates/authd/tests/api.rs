@@ -127,7 +127,7 @@ struct TestUser {
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn random_email() -> String {
@@ -342,8 +342,7 @@ impl TestApp {
             }
             if Instant::now() >= deadline {
                 let mut listing = String::new();
-                for entry in
-                    std::fs::read_dir(self.mail_dir.path()).into_iter().flatten().flatten()
+                for entry in std::fs::read_dir(self.mail_dir.path()).into_iter().flatten().flatten()
                 {
                     let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
                     listing.push_str(&format!("--- {}\n{text}\n", entry.path().display()));

@@ -59,7 +59,7 @@ enum Setup {
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A new temporary directory, removed on drop.

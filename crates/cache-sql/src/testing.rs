@@ -23,7 +23,7 @@ fn test_config() -> SqlConfig {
 fn random_hex() -> Result<String, StoreError> {
     let mut bytes = [0u8; 8];
     cache_core::token::fill_random(&mut bytes).map_err(StoreError::unavailable)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
 
 #[derive(QueryableByName)]
