@@ -1,5 +1,6 @@
-//! `cargo xtask migrate`: applies the embedded migrations of the database's dialect
-//! through [`cache_sql::SqlStore::migrate`] (idempotent).
+//! `cargo xtask migrate`: applies the embedded migrations of the database's dialect, the
+//! same code as `authd migrate` ([`authd::cli::migrate`]; idempotent). Also the
+//! connect-and-migrate helper of `seed` and `bench`, which take a URL of their own.
 
 use anyhow::Context as _;
 use cache_core::SystemClock;
@@ -11,9 +12,11 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/authd.db";
 /// Arguments of `cargo xtask migrate`.
 #[derive(clap::Args)]
 pub struct MigrateArgs {
-    /// Database to migrate (`postgres://...` or `sqlite://path`).
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
+    /// Database to migrate (`postgres://...` or `sqlite://path`); default: `database.url`
+    /// of authd's configuration (`DATABASE_URL`, `AUTHD_CONFIG`, ..., else the SQLite
+    /// default).
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 /// Connects to `url` and applies the pending migrations.
@@ -25,11 +28,15 @@ pub async fn connect_and_migrate(url: &str) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
-/// Runs the task.
+/// Runs the task: `authd migrate` ([`authd::cli::migrate`]) with authd's configuration.
 pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    let store = connect_and_migrate(&args.database_url).await?;
-    eprintln!("migrations applied ({})", store.backend());
-    Ok(())
+    let mut settings = authd::Settings::load()?;
+    authd::telemetry::init_tracing(settings.log.format);
+    if let Some(url) = args.database_url {
+        settings.database.url = url.into();
+        settings.validate()?;
+    }
+    authd::cli::migrate(&settings).await
 }
 
 /// The URL's scheme only: URLs may carry a password and are never printed whole.

@@ -20,7 +20,7 @@
 //! re-runs itself with `cargo run --release` unless `--debug` is given.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -87,19 +87,10 @@ fn rerun_in_release(args: &TimingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     fill_random(&mut buf).context("the OS random source failed")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(buf))
 }
 
 fn fresh_email() -> anyhow::Result<String> {
@@ -109,15 +100,14 @@ fn fresh_email() -> anyhow::Result<String> {
 const PASSWORD: &str = "timing run password 1234";
 
 async fn measure(args: TimingArgs) -> anyhow::Result<()> {
-    let dir = TempDir(std::env::temp_dir().join(format!("xtask-timing-{}", random_hex(6)?)));
-    std::fs::create_dir_all(&dir.0)?;
-    let mail_dir = dir.0.join("mail");
+    let dir = tempfile::TempDir::with_prefix("xtask-timing-")?;
+    let mail_dir = dir.path().join("mail");
 
     let mut settings = authd::Settings::default();
     settings.server.listen = "127.0.0.1:0".parse()?;
     settings.server.workers = 2;
     settings.server.shutdown_timeout_secs = 1;
-    settings.database.url = format!("sqlite://{}", dir.0.join("timing.db").display()).into();
+    settings.database.url = format!("sqlite://{}", dir.path().join("timing.db").display()).into();
     settings.mail.dir = mail_dir.clone();
     // Limits would answer 429 long before 200 requests; they are not what is measured.
     settings.abuse.enabled = false;

@@ -877,7 +877,10 @@ impl AuthService {
 
     /// Spawns `work` on the background runtime (see `Inner::background`), else on the
     /// caller's.
+    /// The work keeps the caller's span (the HTTP request's, with its request id), so
+    /// that its log lines can be joined with the request's.
     fn spawn_background(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let work = tracing::Instrument::in_current_span(work);
         match &self.inner.background {
             Some(runtime) => drop(runtime.spawn(work)),
             None => drop(tokio::spawn(work)),

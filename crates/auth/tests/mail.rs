@@ -12,6 +12,7 @@ use auth::{
     SmtpMailer, SmtpTls,
 };
 use common::{PASSWORD, test_config, unique_email};
+use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -209,23 +210,6 @@ fn smtp_tls_modes_and_credentials_build() {
     assert!(matches!(SmtpMailer::new(bad_from), Err(MailError::Address(_))));
 }
 
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("auth-mail-{}", auth::UserId::random().unwrap()));
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 async fn wait_for_eml(dir: &std::path::Path, count: usize) -> Vec<std::path::PathBuf> {
     for _ in 0..1000 {
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -244,14 +228,15 @@ async fn wait_for_eml(dir: &std::path::Path, count: usize) -> Vec<std::path::Pat
 
 #[tokio::test]
 async fn the_file_mailer_writes_one_eml_per_message() {
-    let dir = TempDir::new();
-    let mailer = FileMailer::new(dir.0.join("mail")).with_from("Auth <auth@example.test>").unwrap();
-    assert_eq!(mailer.dir(), dir.0.join("mail"));
+    let dir = TempDir::with_prefix("auth-mail-").unwrap();
+    let mailer =
+        FileMailer::new(dir.path().join("mail")).with_from("Auth <auth@example.test>").unwrap();
+    assert_eq!(mailer.dir(), dir.path().join("mail"));
     let auth = service_with_mailer(Arc::new(mailer));
     let email = unique_email();
     auth.register(register(&email)).await.unwrap();
 
-    let files = wait_for_eml(&dir.0.join("mail"), 1).await;
+    let files = wait_for_eml(&dir.path().join("mail"), 1).await;
     assert_eq!(files.len(), 1);
     let data = std::fs::read_to_string(&files[0]).unwrap();
     assert!(data.contains("From: Auth <auth@example.test>"));
@@ -263,14 +248,14 @@ async fn the_file_mailer_writes_one_eml_per_message() {
     auth.verify_email(&token).await.unwrap();
 
     auth.forgot_password(&email).await.unwrap();
-    let files = wait_for_eml(&dir.0.join("mail"), 2).await;
+    let files = wait_for_eml(&dir.path().join("mail"), 2).await;
     assert_eq!(files.len(), 2);
 }
 
 #[tokio::test]
 async fn the_file_mailer_refuses_a_bad_recipient() {
-    let dir = TempDir::new();
-    let mailer = FileMailer::new(&dir.0);
+    let dir = TempDir::with_prefix("auth-mail-").unwrap();
+    let mailer = FileMailer::new(dir.path());
     let mail = OutgoingMail {
         to: "not an address".to_owned(),
         subject: "s".to_owned(),

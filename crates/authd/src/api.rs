@@ -251,12 +251,10 @@ impl SessionBody {
 
 /// Lower-case hex of a session hash, as `TokenHash::to_hex` writes it, in one copy.
 fn hex(bytes: &[u8; 32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 64];
-    for (pair, byte) in buf.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0x0f)];
-    }
+    // 32 bytes always take exactly 64 digits: the length error cannot happen.
+    let encoded = hex::encode_to_slice(bytes, &mut buf);
+    debug_assert!(encoded.is_ok());
     // ASCII by construction; `from_utf8` checks it a word at a time.
     String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
@@ -346,10 +344,11 @@ fn json_str(out: &mut String, s: &str) {
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
             _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut digits = [0u8; 2];
+                let encoded = hex::encode_to_slice([b], &mut digits);
+                debug_assert!(encoded.is_ok());
                 out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+                out.extend(digits.map(char::from));
             }
         }
         start = i + 1;

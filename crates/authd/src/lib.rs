@@ -12,9 +12,11 @@
 //! Architecture invariant: this is the only crate that knows HTTP, configuration files and
 //! environment variables; the flows live in `auth`, the stores in the `cache-*` crates.
 
+pub mod access;
 pub mod api;
 #[cfg(feature = "bench-routes")]
 pub mod bench_routes;
+pub mod cli;
 pub mod cookies;
 pub mod error;
 pub mod extract;
@@ -35,4 +37,4 @@ pub use error::ApiError;
 pub use extract::CurrentUser;
 pub use middleware::RequireSession;
 pub use settings::Settings;
-pub use startup::{Application, ApplicationBuilder, Parts};
+pub use startup::{Application, ApplicationBuilder, Parts, StartupFailure};

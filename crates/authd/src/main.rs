@@ -1,12 +1,11 @@
-//! The `authd` binary: loads [`authd::Settings`], sets up logging, builds the
-//! [`authd::Application`] and serves until SIGTERM/SIGINT.
+//! The `authd` binary: parses the command line ([`authd::cli`]: `serve` by default,
+//! `migrate`, `check-config`, `cleanup`) and runs it; the exit status tells a service
+//! manager why a start failed (`docs/operations.md`).
 
-use authd::{Application, Settings};
+use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load()?;
-    authd::telemetry::init_tracing(settings.log.format);
-    Application::build(settings).await?.run_until_stopped().await?;
-    Ok(())
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    authd::cli::run(authd::cli::Cli::parse())
 }

@@ -4,12 +4,10 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use auth::{AuthService, FileMailer, Mailer, SmtpConfig, SmtpMailer, SmtpTls};
@@ -17,6 +15,7 @@ use cache_core::{SharedClock, SystemClock};
 use cache_sql::SqlStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::access::{self, AccessLog};
 use crate::cookies::CookiePolicy;
 use crate::error;
 use crate::ops::Ops;
@@ -25,6 +24,43 @@ use crate::security::{self, AdminGuard, Security};
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
 use crate::stores::{self, Backends};
 use crate::telemetry;
+
+/// Why the service could not start, as the `authd` binary reports it in its exit status
+/// (`docs/operations.md`, "Exit codes"). Attached as context to the start-up error, so
+/// that [`StartupFailure::of`] finds it however deep the cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StartupFailure {
+    /// The settings are invalid (loaded or built in code).
+    #[error("invalid settings")]
+    Config,
+    /// The SQL store could not be connected or migrated.
+    #[error("the SQL store is unavailable")]
+    Store,
+    /// A listener could not be bound (address in use, no permission).
+    #[error("cannot bind a listener")]
+    Bind,
+}
+
+impl StartupFailure {
+    /// The kind of start-up failure `err` is, if it is one.
+    pub fn of(err: &anyhow::Error) -> Option<Self> {
+        err.downcast_ref::<Self>().copied()
+    }
+
+    /// The process exit status of this failure: the `sysexits.h` codes, so that a
+    /// service manager can tell them apart (the systemd unit does not restart on
+    /// `EX_CONFIG`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            // EX_CONFIG
+            Self::Config => 78,
+            // EX_UNAVAILABLE
+            Self::Store => 69,
+            // EX_OSERR
+            Self::Bind => 71,
+        }
+    }
+}
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -97,7 +133,7 @@ impl ApplicationBuilder {
         let settings = self.settings;
         // Settings built in code (other apps, tests) meet the same rules as loaded ones:
         // a transport rule broken here would put a secret on the wire in clear.
-        settings.validate().context("invalid settings")?;
+        settings.validate().context(StartupFailure::Config)?;
         let clock = self.clock;
         // Before any store exists: tiers create their metric handles at construction.
         let metrics = telemetry::metrics_handle();
@@ -122,11 +158,16 @@ impl ApplicationBuilder {
         let sql = match self.sql {
             Some(sql) => {
                 if settings.database.migrate {
-                    sql.migrate().await.context("database migrations failed")?;
+                    sql.migrate()
+                        .await
+                        .context("database migrations failed")
+                        .context(StartupFailure::Store)?;
                 }
                 sql
             }
-            None => stores::connect_sql(&settings, clock.clone()).await?,
+            None => stores::connect_sql(&settings, clock.clone())
+                .await
+                .context(StartupFailure::Store)?,
         };
         let backends = stores::compose(&settings, clock.clone(), sql).await?;
         // Warms the caches (when configured) before the first request can arrive.
@@ -134,7 +175,7 @@ impl ApplicationBuilder {
 
         let mailer = match self.mailer {
             Some(mailer) => mailer,
-            None => mailer_from(&settings)?,
+            None => mailer_from(&settings).context(StartupFailure::Config)?,
         };
         let mut config = settings.auth_config();
         #[cfg(feature = "test-util")]
@@ -161,7 +202,8 @@ impl ApplicationBuilder {
         // Rate limits and IP blocks: the flows count logins, resends and reset requests,
         // the HTTP guard the per-address attempts and the blocks.
         let abuse = security::build_abuse(&settings, &backends, clock.clone())
-            .context("invalid abuse settings")?;
+            .context("invalid abuse settings")
+            .context(StartupFailure::Config)?;
         if let Err(e) = abuse.refresh().await {
             tracing::warn!(error = %e, "cannot read the IP block list yet; retrying in the background");
         }
@@ -178,13 +220,15 @@ impl ApplicationBuilder {
         let parts = self.build_parts().await?;
         let settings = &parts.settings;
         let listener = TcpListener::bind(settings.server.listen)
-            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+            .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))
+            .context(StartupFailure::Bind)?;
         let local_addr = listener.local_addr()?;
         let server = server(settings, listener, &parts)?;
         let (ops_addr, ops_server) = match settings.server.ops_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
-                    .with_context(|| format!("cannot listen on {addr} (server.ops_listen)"))?;
+                    .with_context(|| format!("cannot listen on {addr} (server.ops_listen)"))
+                    .context(StartupFailure::Bind)?;
                 let ops_addr = listener.local_addr()?;
                 tracing::info!(address = %ops_addr, "operations listener (/metrics) up");
                 (Some(ops_addr), Some(ops_server(settings, listener, &parts)?))
@@ -380,6 +424,10 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     // Built once: the document describes this server (cookie name, password policy).
     let openapi = web::Data::new(routes::ops::OpenApiJson::new(settings));
     let json_limit = settings.server.json_limit_bytes;
+    let access_log = web::Data::new(AccessLog::new(
+        settings.log.access_level,
+        &settings.security.trusted_proxies,
+    ));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(service.clone())
@@ -390,6 +438,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .app_data(admin.clone())
             .app_data(security.clone())
             .app_data(openapi.clone())
+            .app_data(access_log.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(json_limit)
@@ -398,9 +447,10 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             )
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            // Inside the request log, so that refusals are logged with their status.
+            // Inside the request context, so that refusals are logged with their status
+            // and the guard's lines carry the request id.
             .wrap(from_fn(security::guard))
-            .wrap(from_fn(log_request))
+            .wrap(from_fn(access::request_context))
             .wrap(
                 DefaultHeaders::new()
                     .add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))),
@@ -436,29 +486,4 @@ fn ops_server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyh
     .disable_signals()
     .shutdown_timeout(settings.server.shutdown_timeout_secs);
     Ok(server.listen(listener)?.run())
-}
-
-/// One log line per request: method, route pattern (never the path's values or the
-/// query), status, latency.
-async fn log_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = crate::route::matched(req.request()).unwrap_or("(unmatched)").to_owned();
-    let result = next.call(req).await;
-    let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(e) => e.as_response_error().status_code(),
-    };
-    // Server errors are worth an operator's attention; the rest is debug-level, since one
-    // line per request would cost more than validating a session does.
-    if status.is_server_error() {
-        tracing::warn!(%method, route, status = status.as_u16(), elapsed_ms, "request");
-    } else {
-        tracing::debug!(%method, route, status = status.as_u16(), elapsed_ms, "request");
-    }
-    result
 }

@@ -103,6 +103,15 @@ impl std::fmt::Debug for Backends {
 
 /// The SQL store from the settings: connected, and migrated when `database.migrate`.
 pub async fn connect_sql(settings: &Settings, clock: SharedClock) -> anyhow::Result<SqlStore> {
+    connect_sql_with(settings, clock, settings.database.migrate).await
+}
+
+/// The SQL store from the settings: connected, and migrated when `migrate`.
+pub async fn connect_sql_with(
+    settings: &Settings,
+    clock: SharedClock,
+    migrate: bool,
+) -> anyhow::Result<SqlStore> {
     let db = &settings.database;
     let url = db.url.expose_secret();
     let config = SqlConfig {
@@ -113,7 +122,7 @@ pub async fn connect_sql(settings: &Settings, clock: SharedClock) -> anyhow::Res
     let store = SqlStore::connect(url, config, clock)
         .await
         .with_context(|| format!("cannot connect to the database at {}", redact_url(url)))?;
-    if db.migrate {
+    if migrate {
         store.migrate().await.context("database migrations failed")?;
     }
     Ok(store)
@@ -141,10 +150,12 @@ pub async fn compose(
     let mut listener = None;
     if let Some(url) = &settings.redis.url {
         let config = redis_config(settings, url.expose_secret());
-        let store =
-            RedisStore::connect(config.clone(), clock.clone()).await.with_context(|| {
-                format!("invalid Redis configuration for {}", redact_url(&config.url))
-            })?;
+        let store = RedisStore::connect(config.clone(), clock.clone())
+            .await
+            .with_context(|| format!("invalid Redis configuration for {}", redact_url(&config.url)))
+            // An unreachable Redis does not stop the start-up; a client that cannot
+            // be built from the settings does.
+            .context(crate::startup::StartupFailure::Config)?;
         // SQL is the revocation authority: a Redis that lost deletes is not trusted until
         // the recent revocations have been replayed into it.
         store.set_journal(Arc::new(sql.clone()) as Arc<dyn RevocationJournal>);

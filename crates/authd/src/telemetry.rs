@@ -1,5 +1,7 @@
 //! Logs (tracing) and metrics (the Prometheus recorder).
 
+use std::ffi::OsStr;
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -9,15 +11,30 @@ use crate::settings::LogFormat;
 
 /// Installs the global tracing subscriber: filter from `RUST_LOG` (default `info`), output
 /// as text or JSON lines on stderr. Does nothing when a subscriber is already installed.
+///
+/// Text is coloured only when stderr (where the logs go) is a terminal and `NO_COLOR` is
+/// not set ([`use_colour`]): colour codes in a file, a pipe or a journal are noise that
+/// every reader has to strip. JSON never has any.
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     // An error only means a subscriber exists already (tests, embedding apps).
     drop(result);
+}
+
+/// Whether text logs are coloured: only when their stream is a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+pub fn use_colour(writer_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    writer_is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -51,4 +68,22 @@ pub fn metrics_handle() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        // The standard: an empty NO_COLOR does not count as set.
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(true, Some(OsStr::new("false"))));
+        // A file, a pipe, the journal: never.
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
+    }
 }

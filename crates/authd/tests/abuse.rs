@@ -21,7 +21,7 @@
 
 use std::net::{IpAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +35,7 @@ use futures::FutureExt as _;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
@@ -52,7 +53,7 @@ const PUBLIC: &str = "http://auth.example.test";
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn random_email() -> String {
@@ -61,23 +62,6 @@ fn random_email() -> String {
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("authd-abuse-{tag}-{}", random_hex(8)));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A response, read whole.
@@ -193,7 +177,12 @@ impl Env {
             }
             _ => cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap(),
         };
-        Self { clock, sql, mail: TempDir::new("mail"), instances: Vec::new() }
+        Self {
+            clock,
+            sql,
+            mail: TempDir::with_prefix("authd-abuse-mail-").unwrap(),
+            instances: Vec::new(),
+        }
     }
 
     /// Starts an instance on the shared SQL store; returns its index.
@@ -203,7 +192,7 @@ impl Env {
         settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
         settings.server.workers = 2;
         settings.server.shutdown_timeout_secs = 1;
-        settings.mail.dir = self.mail.0.clone();
+        settings.mail.dir = self.mail.path().to_path_buf();
         settings.public_base_url = PUBLIC.to_owned();
         settings.admin.token = Some(ADMIN_TOKEN.into());
         settings.abuse.block_refresh_ms = 100;
@@ -249,7 +238,7 @@ impl Env {
         send(http.post(app.url("/v1/auth/register")).json(&body)).await.expect(202);
         let deadline = Instant::now() + Duration::from_secs(10);
         let token = loop {
-            if let Some(token) = token_in_dir(&self.mail.0, email, "/verify-email") {
+            if let Some(token) = token_in_dir(self.mail.path(), email, "/verify-email") {
                 break token;
             }
             assert!(Instant::now() < deadline, "no verification mail to {email}");
@@ -900,7 +889,7 @@ fn item8_settings(env: &Env) -> Settings {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
     settings.server.workers = 1;
-    settings.mail.dir = env.mail.0.clone();
+    settings.mail.dir = env.mail.path().to_path_buf();
     settings.admin.token = Some(ADMIN_TOKEN.into());
     settings
 }
@@ -1102,7 +1091,7 @@ async fn a_full_width_domain_is_the_same_account() {
             // written by a spawned task: this waits for real I/O).
             let deadline = Instant::now() + Duration::from_secs(10);
             let mails = loop {
-                let mails = mails_to(&env.mail.0, &plain);
+                let mails = mails_to(env.mail.path(), &plain);
                 if mails.len() >= 2 {
                     break mails;
                 }
@@ -1639,7 +1628,7 @@ async fn a_pre_registered_account_is_taken_back_through_a_password_reset() {
     env.run(|env| {
         Box::pin(async move {
             let app = env.at(0);
-            let mail = env.mail.0.clone();
+            let mail = env.mail.path().to_path_buf();
             let victim = random_email();
             let attacker = client_from(Some(ip("127.0.0.51")));
             let owner = client_from(Some(ip("127.0.0.52")));
@@ -1686,7 +1675,7 @@ async fn the_janitor_removes_expired_unverified_accounts() {
     env.run(|env| {
         Box::pin(async move {
             let app = env.at(0);
-            let mail = env.mail.0.clone();
+            let mail = env.mail.path().to_path_buf();
             let http = client_from(None);
             let kept = random_email();
             env.verified(0, &kept).await;
@@ -1735,7 +1724,7 @@ async fn link_writes_are_off_the_request_path_for_known_addresses() {
     env.run(|env| {
         Box::pin(async move {
             let app = env.at(0);
-            let mail = env.mail.0.clone();
+            let mail = env.mail.path().to_path_buf();
             let http = client_from(None);
             let verified = random_email();
             env.verified(0, &verified).await;

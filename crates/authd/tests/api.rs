@@ -24,6 +24,7 @@ use chrono::Duration as Span;
 use futures::FutureExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------------------
@@ -38,24 +39,9 @@ enum Setup {
     Full,
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let mut bytes = [0u8; 8];
-        cache_core::token::fill_random(&mut bytes).unwrap();
-        let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("authd-test-{tag}-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A new temporary directory, removed on drop.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::with_prefix(format!("authd-test-{tag}-")).unwrap()
 }
 
 /// The running app and what a test needs to drive it.
@@ -142,7 +128,7 @@ struct TestUser {
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn random_email() -> String {
@@ -177,8 +163,8 @@ async fn spawn_app(setup: Setup) -> Option<TestApp> {
 async fn spawn_app_with(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     init_logs();
     let clock = ManualClock::starting_now();
-    let mail_dir = TempDir::new("mail");
-    let mut settings = base_settings(&mail_dir.0);
+    let mail_dir = temp_dir("mail");
+    let mut settings = base_settings(mail_dir.path());
     let sql = match setup {
         Setup::Sqlite => cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap(),
         Setup::Postgres | Setup::Full => {
@@ -357,7 +343,8 @@ impl TestApp {
             }
             if Instant::now() >= deadline {
                 let mut listing = String::new();
-                for entry in std::fs::read_dir(&self.mail_dir.0).into_iter().flatten().flatten() {
+                for entry in std::fs::read_dir(self.mail_dir.path()).into_iter().flatten().flatten()
+                {
                     let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
                     listing.push_str(&format!("--- {}\n{text}\n", entry.path().display()));
                 }
@@ -369,7 +356,7 @@ impl TestApp {
     }
 
     fn find_mail(&self, to: &str, path: &str) -> Option<String> {
-        let mut files: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&self.mail_dir.0)
+        let mut files: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(self.mail_dir.path())
             .ok()?
             .filter_map(|e| e.ok())
             .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
@@ -1379,9 +1366,9 @@ async fn extractor_and_middleware_protect_another_app() {
 
     init_logs();
     let clock = ManualClock::starting_now();
-    let mail_dir = TempDir::new("mail");
+    let mail_dir = temp_dir("mail");
     let sql = cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap();
-    let parts = Application::builder(base_settings(&mail_dir.0))
+    let parts = Application::builder(base_settings(mail_dir.path()))
         .clock(clock.clone())
         .sql_store(sql)
         .insecure_fast_hashing()
@@ -1402,7 +1389,7 @@ async fn extractor_and_middleware_protect_another_app() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let token = loop {
-        if let Some(token) = token_in_dir(&mail_dir.0, &email, "/verify-email") {
+        if let Some(token) = token_in_dir(mail_dir.path(), &email, "/verify-email") {
             break token;
         }
         assert!(Instant::now() < deadline, "no verification mail");

@@ -36,6 +36,7 @@ use cache_sql::SqlStore;
 use chrono::Duration as Span;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -59,24 +60,12 @@ enum Setup {
 fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("authd-ops-{tag}-{}", random_hex(8)));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A new temporary directory, removed on drop.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::with_prefix(format!("authd-ops-{tag}-")).unwrap()
 }
 
 fn init_logs() {
@@ -202,8 +191,8 @@ async fn start(
 /// settings.
 async fn spawn_app(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     let clock = ManualClock::starting_now();
-    let mail_dir = TempDir::new("mail");
-    let mut settings = settings_for(setup, &mail_dir.0)?;
+    let mail_dir = temp_dir("mail");
+    let mut settings = settings_for(setup, mail_dir.path())?;
     let sql = sql_store(setup, &clock).await?;
     tweak(&mut settings);
     Some(start(settings, clock, sql, mail_dir).await)
@@ -286,7 +275,7 @@ impl TestApp {
     fn find_mail(&self, email: &str, path: &str) -> Option<String> {
         let to_line = format!("to: {}", email.to_ascii_lowercase());
         let marker = format!("{path}#token=");
-        for entry in std::fs::read_dir(&self.mail_dir.0).ok()?.flatten() {
+        for entry in std::fs::read_dir(self.mail_dir.path()).ok()?.flatten() {
             let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
             if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
                 continue;
@@ -729,7 +718,7 @@ impl RedisServer {
             return None;
         }
         let mut server =
-            Self { port: free_port(), dir: TempDir::new("redis"), child: None, watchdog: None };
+            Self { port: free_port(), dir: temp_dir("redis"), child: None, watchdog: None };
         server.spawn().await;
         Some(server)
     }
@@ -737,7 +726,7 @@ impl RedisServer {
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", &self.dir.0.display().to_string()])
+            .args(["--dir", &self.dir.path().display().to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1176,15 +1165,15 @@ async fn janitor_drops_redis_index_entries_of_expired_sessions() {
     app.stop().await;
 }
 
-/// `cargo xtask cleanup`'s entry point: the service's configuration, passes until the
-/// backlog is done, a report of what went.
+/// The entry point of `authd cleanup` and `cargo xtask cleanup`: the service's
+/// configuration, passes until the backlog is done, a report of what went.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_runs_passes_until_the_backlog_is_done() {
     let _serial = SERIAL.lock().await;
     init_logs();
     let clock = ManualClock::starting_now();
-    let dir = TempDir::new("cleanup");
-    let url = format!("sqlite://{}", dir.0.join("auth.db").display());
+    let dir = temp_dir("cleanup");
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
     let sql =
         SqlStore::connect(&url, cache_sql::SqlConfig::default(), clock.clone()).await.unwrap();
     sql.migrate().await.unwrap();
@@ -1241,8 +1230,8 @@ async fn seed_for_warm_up(sql: &SqlStore, clock: &ManualClock) -> Vec<Session> {
 async fn warm_up(setup: Setup) {
     let _serial = SERIAL.lock().await;
     let clock = ManualClock::starting_now();
-    let mail_dir = TempDir::new("mail");
-    let Some(mut settings) = settings_for(setup, &mail_dir.0) else { return };
+    let mail_dir = temp_dir("mail");
+    let Some(mut settings) = settings_for(setup, mail_dir.path()) else { return };
     let Some(sql) = sql_store(setup, &clock).await else { return };
     let live = seed_for_warm_up(&sql, &clock).await;
     settings.warm_up.sessions = 20;
@@ -1273,7 +1262,7 @@ async fn warm_up(setup: Setup) {
 
     if setup == Setup::Full {
         // A second start on the same Redis (same prefix) finds it warm.
-        let again = start(settings, clock, sql, TempDir::new("mail")).await;
+        let again = start(settings, clock, sql, temp_dir("mail")).await;
         let report = again.ops.warmed().unwrap();
         assert_eq!((report.sessions, report.memory, report.redis), (20, 20, None));
         again.stop().await;

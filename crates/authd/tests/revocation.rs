@@ -26,6 +26,7 @@ use cache_core::{
 };
 use cache_redis::fred::interfaces::KeysInterface as _;
 use futures::future::join_all;
+use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// How long a test waits for anything; far above the 1 s the design promises, so that
@@ -173,20 +174,6 @@ struct Env {
     _dir: Option<TempDir>,
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    cache_core::token::fill_random(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// An empty database: a fresh PostgreSQL schema, or a SQLite file in a new directory.
 async fn empty_database(clock: Arc<ManualClock>) -> (String, Option<TempDir>) {
     match std::env::var("DATABASE_URL") {
@@ -194,9 +181,9 @@ async fn empty_database(clock: Arc<ManualClock>) -> (String, Option<TempDir>) {
             (cache_sql::testing::empty_postgres_schema(&base, clock).await.unwrap(), None)
         }
         _ => {
-            let dir = std::env::temp_dir().join(format!("authd-revoke-{}", random_hex(8)));
-            let url = format!("sqlite://{}", dir.join("auth.db").display());
-            (url, Some(TempDir(dir)))
+            let dir = TempDir::with_prefix("authd-revoke-").unwrap();
+            let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+            (url, Some(dir))
         }
     }
 }

@@ -118,14 +118,7 @@ impl Decision {
 
 /// Lower-case hex of the first 16 bytes of SHA-256(`subject`).
 fn digest_hex(subject: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(subject.as_bytes());
-    let mut out = String::with_capacity(32);
-    for byte in &digest[..16] {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    out
+    hex::encode(&Sha256::digest(subject.as_bytes())[..16])
 }
 
 /// The name of one rate-limit counter: `{action}:{scope}:{digest of the subject}`, e.g.

@@ -107,36 +107,14 @@ impl TokenHash {
 
     /// Lower-case hex, as used in Redis keys and logs.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        out
+        hex::encode(self.0)
     }
 
-    /// Parses 64 hex digits.
+    /// Parses 64 hex digits (either case).
     pub fn from_hex(s: &str) -> Option<Self> {
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (i, pair) in s.chunks_exact(2).enumerate() {
-            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-        }
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Self(out))
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 

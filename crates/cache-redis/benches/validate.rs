@@ -30,7 +30,7 @@ fn redis_hit(c: &mut Criterion) {
     let clock: SharedClock = SystemClock::shared();
     let mut prefix = [0u8; 6];
     cache_core::token::fill_random(&mut prefix).unwrap();
-    let prefix: String = prefix.iter().map(|b| format!("{b:02x}")).collect();
+    let prefix = hex::encode(prefix);
     let ttl = Duration::from_secs(600);
     let config = RedisConfig {
         url,

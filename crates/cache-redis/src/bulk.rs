@@ -124,7 +124,7 @@ mod tests {
         let clock: SharedClock = ManualClock::starting_now();
         let mut prefix = [0u8; 6];
         cache_core::token::fill_random(&mut prefix).unwrap();
-        let prefix: String = prefix.iter().map(|b| format!("{b:02x}")).collect();
+        let prefix = hex::encode(prefix);
         let config =
             RedisConfig { url, key_prefix: format!("bulk-{prefix}:"), ..Default::default() };
         let store = RedisStore::connect(config, clock.clone()).await.unwrap();

@@ -122,12 +122,10 @@ impl SessionCall {
 
 /// The lower-case hex of `hash`, on the stack.
 fn hex_digits(hash: &TokenHash) -> [u8; 64] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(hash.as_bytes()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0x0f)];
-    }
+    // 32 bytes always take exactly 64 digits: the length error cannot happen.
+    let encoded = hex::encode_to_slice(hash.as_bytes(), &mut out);
+    debug_assert!(encoded.is_ok());
     out
 }
 

@@ -17,7 +17,8 @@ use cache_redis::{RedisConfig, RedisStore};
 use cache_testkit::{random_user, sample_session};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
-use support::{RedisServer, TempDir, redis_server_available, test_config, wait_trusted};
+use support::{RedisServer, redis_server_available, temp_dir, test_config, wait_trusted};
+use tempfile::TempDir;
 
 /// PEM files of a throw-away CA and of a server certificate it signed for 127.0.0.1 and
 /// localhost.
@@ -27,7 +28,7 @@ struct Pki {
 
 impl Pki {
     fn generate() -> Self {
-        let dir = TempDir::new("tls-pki");
+        let dir = temp_dir("tls-pki");
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

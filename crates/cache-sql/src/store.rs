@@ -117,8 +117,10 @@ struct Inner {
     last_connect_error: LastError,
     #[cfg(feature = "test-util")]
     fail_after_commit: std::sync::atomic::AtomicBool,
-    /// Declared after `pool` so that connections close before the directory goes.
-    _temp_dir: Option<TempDir>,
+    /// Whatever must outlive the pool: the temporary directory of a test database
+    /// (`crate::testing`). Declared after `pool` so that connections close before the
+    /// directory goes. A `dyn Any`, so that the default build needs no `tempfile`.
+    _keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -188,7 +190,7 @@ impl SqlStore {
         url: &str,
         config: SqlConfig,
         clock: SharedClock,
-        temp_dir: Option<TempDir>,
+        keep_alive: Option<Box<dyn std::any::Any + Send + Sync>>,
     ) -> SqlResult<Self> {
         let last_connect_error = LastError::default();
         let (pool, backend) = match Target::parse(url)? {
@@ -249,7 +251,7 @@ impl SqlStore {
                 last_connect_error,
                 #[cfg(feature = "test-util")]
                 fail_after_commit: std::sync::atomic::AtomicBool::new(false),
-                _temp_dir: temp_dir,
+                _keep_alive: keep_alive,
             }),
         })
     }
@@ -527,16 +529,5 @@ impl bb8::ErrorSink<PoolError> for LastError {
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
         Box::new(self.clone())
-    }
-}
-
-/// A directory removed when the store holding it is dropped (temporary test databases).
-#[derive(Debug)]
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Best effort: a leftover directory in the temp dir is harmless.
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

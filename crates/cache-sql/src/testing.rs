@@ -7,7 +7,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
-use crate::store::{SqlConfig, SqlStore, TempDir};
+use crate::store::{SqlConfig, SqlStore};
 
 /// Test schemas are named `t_<unix seconds at creation>_<random hex>`.
 const SCHEMA_PREFIX: &str = "t_";
@@ -23,7 +23,7 @@ fn test_config() -> SqlConfig {
 fn random_hex() -> Result<String, StoreError> {
     let mut bytes = [0u8; 8];
     cache_core::token::fill_random(&mut bytes).map_err(StoreError::unavailable)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
 
 #[derive(QueryableByName)]
@@ -124,9 +124,9 @@ fn schema_created(name: &str) -> Option<i64> {
 /// A store on a fresh, migrated SQLite file in a new directory of the system's temp
 /// dir, removed when the last clone of the store is dropped.
 pub async fn temp_sqlite(clock: SharedClock) -> Result<SqlStore, StoreError> {
-    let dir = std::env::temp_dir().join(format!("cache-sql-test-{}", random_hex()?));
-    let url = format!("sqlite://{}", dir.join("auth.db").display());
-    let store = SqlStore::build(&url, test_config(), clock, Some(TempDir(dir))).await?;
+    let dir = tempfile::TempDir::with_prefix("cache-sql-test-").map_err(StoreError::unavailable)?;
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    let store = SqlStore::build(&url, test_config(), clock, Some(Box::new(dir))).await?;
     store.migrate().await?;
     Ok(store)
 }

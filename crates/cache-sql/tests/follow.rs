@@ -7,7 +7,6 @@
 //! Deadlines here are generous (a loaded CI machine); the latency figures come from
 //! `cargo xtask revocation-latency`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use cache_core::{Clock, Revocation, RevocationJournal, RevocationSink, SessionSt
 use cache_sql::{FollowConfig, RevocationFollower, SqlConfig, SqlStore};
 use cache_testkit::{random_user, sample_session};
 use futures::future::join_all;
+use tempfile::TempDir;
 
 /// Records what the follower applies.
 #[derive(Default)]
@@ -47,21 +47,10 @@ impl Recorder {
     }
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn temp_sqlite_url() -> (TempDir, String) {
-    let mut bytes = [0u8; 8];
-    cache_core::token::fill_random(&mut bytes).unwrap();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let dir = std::env::temp_dir().join(format!("cache-sql-follow-{hex}"));
-    let url = format!("sqlite://{}", dir.join("auth.db").display());
-    (TempDir(dir), url)
+    let dir = TempDir::with_prefix("cache-sql-follow-").unwrap();
+    let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+    (dir, url)
 }
 
 fn small() -> SqlConfig {

@@ -14,6 +14,7 @@ pub mod warm;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use cache_core::SharedClock;
 use cache_memory::MemoryStore;
 use tokio::task::JoinHandle;
@@ -231,7 +232,9 @@ pub async fn cleanup(
     clock: SharedClock,
     max_passes: u64,
 ) -> anyhow::Result<CleanupReport> {
-    let sql = crate::stores::connect_sql(settings, clock.clone()).await?;
+    let sql = crate::stores::connect_sql(settings, clock.clone())
+        .await
+        .context(crate::startup::StartupFailure::Store)?;
     let backends = crate::stores::compose(settings, clock.clone(), sql).await?;
     let analytics = Analytics::new(
         settings.analytics.clone(),

@@ -3,7 +3,9 @@
 //! built-in defaults, then a TOML file (`AUTHD_CONFIG`, else `./authd.toml` when present),
 //! then the conventional `DATABASE_URL` / `REDIS_URL`, then `AUTHD_*` variables (nested
 //! with `__`, e.g. `AUTHD_MEMORY__TTL_SECS=10`). Every key is documented in
-//! `docs/configuration.md`.
+//! `docs/configuration.md`. Every secret may instead come from a file named by its
+//! `..._file` key (`DATABASE_URL_FILE`, `AUTHD_ADMIN__TOKEN_FILE`, ...), as container
+//! platforms mount secrets.
 //!
 //! The defaults are the embedded setup that runs on a fresh machine: SQLite under
 //! `./data/`, the memory tier on, Redis off, mail written to `./data/mail/`, plain-http
@@ -22,7 +24,7 @@ use figment::providers::{Env, Format as _, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub mod ops;
 pub mod security;
@@ -33,7 +35,7 @@ pub const CONFIG_ENV: &str = "AUTHD_CONFIG";
 pub const DEFAULT_CONFIG_FILE: &str = "authd.toml";
 
 /// Everything `authd` can be told. See `docs/configuration.md`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// HTTP listener.
@@ -92,7 +94,7 @@ impl Default for Settings {
 }
 
 /// HTTP listener settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to bind (`host:port`; port 0 picks a free port).
@@ -106,7 +108,7 @@ pub struct ServerSettings {
     /// Address of the operations listener (`/metrics`, the detailed `/health/ready`),
     /// kept off the public listener because metrics tell who has an account. Loopback by
     /// default; `""` or `"off"` serves no metrics at all.
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(deserialize_with = "optional_addr", serialize_with = "optional_addr_out")]
     pub ops_listen: Option<SocketAddr>,
 }
 
@@ -133,13 +135,53 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
     }
 }
 
+/// `None` as `"off"`, the spelling [`optional_addr`] reads back.
+fn optional_addr_out<S: serde::Serializer>(
+    addr: &Option<SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_str("off"),
+    }
+}
+
+/// What `authd check-config` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// A secret URL with its password (and query) replaced, for `authd check-config`.
+fn redacted_url_out<S: serde::Serializer>(url: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(secrecy::ExposeSecret::expose_secret(url)))
+}
+
+/// A set secret URL, redacted (unset ones are skipped).
+fn redacted_optional_url_out<S: serde::Serializer>(
+    url: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => redacted_url_out(url, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A set secret (password, token), never shown (unset ones are skipped).
+fn redacted_out<S: serde::Serializer>(_: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(REDACTED)
+}
+
 /// The SQL store (the authority).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://...`, `sqlite://path` or `sqlite::memory:`. Also read from
     /// `DATABASE_URL`. May hold a password, so it is a secret.
+    #[serde(serialize_with = "redacted_url_out")]
     pub url: SecretString,
+    /// A file whose content is `url` (trailing newline trimmed), as container platforms
+    /// mount secrets; also `DATABASE_URL_FILE`. Setting both is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
     /// Connections in the pool.
     pub pool_size: u32,
     /// How long to wait for a connection.
@@ -160,6 +202,7 @@ impl Default for DatabaseSettings {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             url: SecretString::from("sqlite://data/authd.db"),
+            url_file: None,
             pool_size: sql.pool_size,
             connect_timeout_ms: ms(sql.connect_timeout),
             query_timeout_ms: ms(sql.query_timeout),
@@ -173,6 +216,7 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact_url(secrecy::ExposeSecret::expose_secret(&self.url)))
+            .field("url_file", &self.url_file)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("query_timeout_ms", &self.query_timeout_ms)
@@ -183,7 +227,7 @@ impl std::fmt::Debug for DatabaseSettings {
 }
 
 /// The in-process memory tier (moka).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemorySettings {
     /// Whether the memory tier is used at all.
@@ -211,14 +255,20 @@ impl Default for MemorySettings {
 }
 
 /// The Redis tier.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://`, `rediss://`, `redis-cluster://` or `redis-sentinel://` URL; Redis is
     /// off when unset. Also read from `REDIS_URL`. May hold a password.
+    #[serde(serialize_with = "redacted_optional_url_out", skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretString>,
+    /// A file whose content is `url` (trailing newline trimmed); also `REDIS_URL_FILE`.
+    /// Setting both is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
     /// PEM file of the CA certificates that sign a `rediss://` server's certificate
     /// (a private CA); unset: the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key and channel (environment separation).
     pub key_prefix: String,
@@ -241,6 +291,7 @@ impl Default for RedisSettings {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
             url: None,
+            url_file: None,
             tls_ca_file: redis.tls_ca_file,
             key_prefix: redis.key_prefix,
             command_timeout_ms: ms(redis.command_timeout),
@@ -257,6 +308,7 @@ impl std::fmt::Debug for RedisSettings {
         let url = self.url.as_ref().map(|u| redact_url(secrecy::ExposeSecret::expose_secret(u)));
         f.debug_struct("RedisSettings")
             .field("url", &url)
+            .field("url_file", &self.url_file)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("key_prefix", &self.key_prefix)
             .field("command_timeout_ms", &self.command_timeout_ms)
@@ -269,7 +321,7 @@ impl std::fmt::Debug for RedisSettings {
 }
 
 /// The session cookie.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CookieSettings {
     /// `true`: cookie `__Host-session` with `Secure` (HTTPS only). `false` (the embedded
@@ -279,7 +331,7 @@ pub struct CookieSettings {
 }
 
 /// Where mail goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MailTransport {
     /// One `.eml` file per message in `mail.dir`, plus a log line.
@@ -289,7 +341,7 @@ pub enum MailTransport {
 }
 
 /// Outgoing mail.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailSettings {
     /// `file` (default) or `smtp`.
@@ -314,7 +366,7 @@ impl Default for MailSettings {
 }
 
 /// Transport security of the SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTlsMode {
     /// Plain text (a local relay only).
@@ -326,7 +378,7 @@ pub enum SmtpTlsMode {
 }
 
 /// SMTP server settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpSettings {
     /// Host name of the server.
@@ -336,9 +388,15 @@ pub struct SmtpSettings {
     /// `none`, `starttls` or `tls`.
     pub tls: SmtpTlsMode,
     /// Login user, if the server wants one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Login password.
+    #[serde(serialize_with = "redacted_out", skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretString>,
+    /// A file whose content is `password` (trailing newline trimmed). Setting both is an
+    /// error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
     /// Deadline of one SMTP exchange.
     pub timeout_secs: u64,
 }
@@ -351,13 +409,14 @@ impl Default for SmtpSettings {
             tls: SmtpTlsMode::Starttls,
             username: None,
             password: None,
+            password_file: None,
             timeout_secs: 10,
         }
     }
 }
 
 /// Lifetimes, TTLs, password policy and argon2 cost; defaults from `auth::AuthConfig`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Idle timeout: a session expires this long after its last renewal.
@@ -412,7 +471,7 @@ impl Default for AuthSettings {
 }
 
 /// Log output format. The filter comes from `RUST_LOG` (default `info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -422,27 +481,35 @@ pub enum LogFormat {
 }
 
 /// Log settings.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` (default) or `json`.
     pub format: LogFormat,
+    /// Level of the one access line per request (`off`, `debug` (default), `info`);
+    /// server errors are logged at `warn` regardless.
+    pub access_level: crate::access::AccessLevel,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text }
+        Self { format: LogFormat::Text, access_level: crate::access::AccessLevel::Debug }
     }
 }
 
 /// The admin API.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
     /// The bearer token of `/v1/admin/*` (at least 32 characters; generate it, e.g.
     /// `openssl rand -base64 32`). Unset (the default): the admin API is disabled and
     /// answers 404 `admin_disabled`. Only its SHA-256 is kept in memory.
+    #[serde(serialize_with = "redacted_out", skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretString>,
+    /// A file whose content is `token` (trailing newline trimmed). Setting both is an
+    /// error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Shortest accepted admin token: 32 characters of a generated secret are far beyond
@@ -550,9 +617,13 @@ impl Settings {
             }
             None => {}
         }
-        for var in ["DATABASE_URL", "REDIS_URL"] {
+        for (var, key) in [
+            ("DATABASE_URL", "database.url"),
+            ("DATABASE_URL_FILE", "database.url_file"),
+            ("REDIS_URL", "redis.url"),
+            ("REDIS_URL_FILE", "redis.url_file"),
+        ] {
             if let Ok(value) = std::env::var(var) {
-                let key = if var == "DATABASE_URL" { "database.url" } else { "redis.url" };
                 figment = figment.merge(EnvVar::new(var, key, value));
             }
         }
@@ -567,9 +638,29 @@ impl Settings {
     pub fn from_figment(figment: Figment) -> anyhow::Result<Self> {
         // Lossy: environment values are strings, and "30" or "true" must still fill a
         // number or a flag.
-        let settings: Settings = figment.extract_lossy().context("invalid configuration")?;
+        let mut settings: Settings = figment.extract_lossy().context("invalid configuration")?;
+        settings.read_secret_files(&figment)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Replaces each secret whose `..._file` key is set by that file's content. `figment`
+    /// tells whether the secret itself was set too (defaults are not in it): both is an
+    /// error naming the two keys and where each came from.
+    fn read_secret_files(&mut self, figment: &Figment) -> anyhow::Result<()> {
+        if let Some(path) = &self.database.url_file {
+            self.database.url = secret_from_file(figment, "database.url", path)?;
+        }
+        if let Some(path) = &self.redis.url_file {
+            self.redis.url = Some(secret_from_file(figment, "redis.url", path)?);
+        }
+        if let Some(path) = &self.mail.smtp.password_file {
+            self.mail.smtp.password = Some(secret_from_file(figment, "mail.smtp.password", path)?);
+        }
+        if let Some(path) = &self.admin.token_file {
+            self.admin.token = Some(secret_from_file(figment, "admin.token", path)?);
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: ranges, URL schemes and cross-field rules. The message
@@ -788,6 +879,13 @@ impl Settings {
         }
     }
 
+    /// The effective settings as TOML, every secret redacted (URLs keep everything but
+    /// their password and query): what `authd check-config` prints. Not a loadable file
+    /// when secrets are set, by design.
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("the settings cannot be rendered as TOML")
+    }
+
     /// Graceful shutdown deadline.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.server.shutdown_timeout_secs)
@@ -819,6 +917,38 @@ impl Provider for EnvVar {
             .into_dict()
             .unwrap_or_default();
         Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The secret `key` read from `path` (the value of `{key}_file`): the file's content
+/// without its trailing line break(s), which `echo` and editors add. Refused when `key`
+/// is set as well, when the file cannot be read, or when it is empty. The content never
+/// appears in an error.
+fn secret_from_file(figment: &Figment, key: &str, path: &Path) -> anyhow::Result<SecretString> {
+    let file_key = format!("{key}_file");
+    if figment.find_value(key).is_ok() {
+        bail!(
+            "{key} ({}) and {file_key} ({}) are both set; set one of them",
+            source_of(figment, key),
+            source_of(figment, &file_key)
+        );
+    }
+    let mut value = std::fs::read_to_string(path)
+        .with_context(|| format!("{file_key}: cannot read {}", path.display()))?;
+    let len = value.trim_end_matches(['\n', '\r']).len();
+    value.truncate(len);
+    ensure!(!value.is_empty(), "{file_key}: {} is empty", path.display());
+    Ok(SecretString::from(value))
+}
+
+/// Where `key` was set: "environment variable DATABASE_URL", "TOML file /etc/authd.toml".
+fn source_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(meta) => match &meta.source {
+            Some(source) => format!("{} {source}", meta.name),
+            None => meta.name.to_string(),
+        },
+        None => "unknown source".to_owned(),
     }
 }
 
@@ -1003,6 +1133,153 @@ mod tests {
         });
     }
 
+    // -- Issue 17, item 2: secrets from files ----------------------------------------
+
+    /// The admin token of the file tests (strong enough for the start-up check).
+    const FILE_TOKEN: &str = "q3J9vX+2mB/Lk8ZtR1wYc0pH7sNf5aGdEiUo4TxWl6M=";
+
+    /// Writes the four secret files, each with the trailing newline `echo` leaves.
+    fn write_secret_files(jail: &mut Jail) -> figment::error::Result<()> {
+        jail.create_file("db.secret", "postgres://app:from-file@db/auth\n")?;
+        jail.create_file("redis.secret", "redis://:from-file@127.0.0.1:6379\r\n")?;
+        jail.create_file("smtp.secret", "smtp from file\n")?;
+        jail.create_file("admin.secret", &format!("{FILE_TOKEN}\n"))?;
+        Ok(())
+    }
+
+    fn assert_file_secrets(s: &Settings) {
+        assert_eq!(s.database.url.expose_secret(), "postgres://app:from-file@db/auth");
+        let redis = s.redis.url.as_ref().unwrap().expose_secret();
+        assert_eq!(redis, "redis://:from-file@127.0.0.1:6379");
+        let smtp = s.mail.smtp.password.as_ref().unwrap().expose_secret();
+        assert_eq!(smtp, "smtp from file");
+        assert_eq!(s.admin.token.as_ref().unwrap().expose_secret(), FILE_TOKEN);
+        // Read from files, still secrets: never in Debug or check-config's output.
+        for text in [format!("{s:?}"), s.to_redacted_toml().unwrap()] {
+            assert!(!text.contains("from-file") && !text.contains(FILE_TOKEN), "{text}");
+            assert!(!text.contains("smtp from file"), "{text}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_in_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            write_secret_files(jail)?;
+            jail.set_env("DATABASE_URL_FILE", "db.secret");
+            jail.set_env("REDIS_URL_FILE", "redis.secret");
+            jail.set_env("AUTHD_MAIL__TRANSPORT", "smtp");
+            jail.set_env("AUTHD_MAIL__SMTP__USERNAME", "mailer");
+            jail.set_env("AUTHD_MAIL__SMTP__PASSWORD_FILE", "smtp.secret");
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "admin.secret");
+            let s = Settings::load().unwrap();
+            assert_file_secrets(&s);
+            assert_eq!(s.database.url_file.as_deref(), Some(Path::new("db.secret")));
+
+            // The AUTHD_ spelling of the URL files works too.
+            jail.clear_env();
+            jail.set_env("AUTHD_DATABASE__URL_FILE", "db.secret");
+            jail.set_env("AUTHD_REDIS__URL_FILE", "redis.secret");
+            let s = Settings::load().unwrap();
+            assert_eq!(s.database.url.expose_secret(), "postgres://app:from-file@db/auth");
+            assert!(s.redis.url.is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_in_the_config_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            write_secret_files(jail)?;
+            jail.create_file(
+                "authd.toml",
+                r#"
+                [database]
+                url_file = "db.secret"
+                [redis]
+                url_file = "redis.secret"
+                [mail]
+                transport = "smtp"
+                [mail.smtp]
+                username = "mailer"
+                password_file = "smtp.secret"
+                [admin]
+                token_file = "admin.secret"
+                "#,
+            )?;
+            assert_file_secrets(&Settings::load().unwrap());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_set_both_ways_is_refused_naming_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("DATABASE_URL", "DATABASE_URL_FILE", "database.url"),
+            ("AUTHD_DATABASE__URL", "DATABASE_URL_FILE", "database.url"),
+            ("REDIS_URL", "REDIS_URL_FILE", "redis.url"),
+            ("AUTHD_MAIL__SMTP__PASSWORD", "AUTHD_MAIL__SMTP__PASSWORD_FILE", "mail.smtp.password"),
+            ("AUTHD_ADMIN__TOKEN", "AUTHD_ADMIN__TOKEN_FILE", "admin.token"),
+        ];
+        for (var, file_var, key) in cases {
+            Jail::expect_with(|jail| {
+                jail.clear_env();
+                write_secret_files(jail)?;
+                let path = match *key {
+                    "database.url" => "db.secret",
+                    "redis.url" => "redis.secret",
+                    "mail.smtp.password" => "smtp.secret",
+                    _ => "admin.secret",
+                };
+                jail.set_env(var, "set-directly-0123456789abcdef-XYZ");
+                jail.set_env(file_var, path);
+                let err = format!("{:#}", Settings::load().unwrap_err());
+                assert!(err.contains(&format!("{key} (")), "{err}");
+                assert!(err.contains(&format!("{key}_file (")), "{err}");
+                // Where each came from, and never a value.
+                assert!(err.contains(var) && err.contains(file_var), "{err}");
+                assert!(!err.contains("set-directly") && !err.contains("from-file"), "{err}");
+                Ok(())
+            });
+        }
+        // In the file and in the environment: both named, with their sources.
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            write_secret_files(jail)?;
+            jail.create_file(
+                "authd.toml",
+                "[admin]
+token_file = \"admin.secret\"\n",
+            )?;
+            jail.set_env("AUTHD_ADMIN__TOKEN", FILE_TOKEN);
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token (environment variable AUTHD_ADMIN__TOKEN)"), "{err}");
+            assert!(err.contains("admin.token_file (TOML file"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_or_empty_secret_files_are_refused_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "nowhere.secret");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token_file") && err.contains("nowhere.secret"), "{err}");
+            jail.create_file("empty.secret", "\n")?;
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "empty.secret");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token_file") && err.contains("empty"), "{err}");
+            // The content is validated like a value set directly.
+            jail.create_file("weak.secret", "short\n")?;
+            jail.set_env("AUTHD_ADMIN__TOKEN_FILE", "weak.secret");
+            let err = format!("{:#}", Settings::load().unwrap_err());
+            assert!(err.contains("admin.token is too weak"), "{err}");
+            Ok(())
+        });
+    }
+
     #[test]
     fn urls_are_redacted() {
         assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
@@ -1110,7 +1387,7 @@ mod tests {
         for _ in 0..2000 {
             let mut bytes = [0u8; 16];
             cache_core::token::fill_random(&mut bytes).unwrap();
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(bytes);
             assert_eq!(admin_token_weakness(&hex), None, "{hex}");
         }
     }

@@ -7,7 +7,7 @@ use anyhow::ensure;
 use serde::Deserialize;
 
 /// The background janitor (`[janitor]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JanitorSettings {
     /// Whether this instance runs the janitor (every instance may: passes are safe to
@@ -47,7 +47,7 @@ impl JanitorSettings {
 }
 
 /// Usage analytics (`[analytics]`, served at `GET /v1/admin/analytics`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyticsSettings {
     /// How often this instance sends the active user ids and counters it collected to
@@ -86,7 +86,7 @@ impl AnalyticsSettings {
 }
 
 /// Cache warming at start-up (`[warm_up]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarmUpSettings {
     /// How many of the most recently renewed live sessions to load into the memory tier

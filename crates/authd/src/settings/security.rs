@@ -10,7 +10,7 @@ use cache_core::{Cidr, Limit};
 use serde::{Deserialize, Deserializer};
 
 /// `[security]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecuritySettings {
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed. From
@@ -103,7 +103,7 @@ where
 
 /// `[abuse]`: rate limits and automatic IP blocks. Every limit counts attempts in a
 /// sliding window; see `docs/security.md` for what counts as an attempt.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AbuseSettings {
     /// Rate limits and automatic blocks on (manual blocks always apply).

@@ -10,7 +10,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use cache_core::{Breaker, BreakerConfig, SharedClock, Tiered, UserId};
 use cache_memory::{MemoryConfig, MemoryStore};
 use cache_redis::{RedisConfig, RedisStore};
 use cache_sql::SqlStore;
+use tempfile::TempDir;
 
 /// The production composition: memory, then Redis behind a breaker, then SQL.
 pub type Stack = Tiered<MemoryStore, Tiered<Breaker<RedisStore>, SqlStore>>;
@@ -96,25 +97,9 @@ pub fn free_port(with_bus: bool) -> u16 {
     }
 }
 
-/// A fresh temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("cache-redis-{tag}-{}", UserId::random().unwrap()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A new temporary directory, removed on drop.
+pub fn temp_dir(tag: &str) -> TempDir {
+    TempDir::with_prefix(format!("cache-redis-{tag}-")).unwrap()
 }
 
 /// Kills `pid` once this test process is gone.
@@ -155,7 +140,7 @@ impl RedisServer {
 
     /// Like [`RedisServer::start`], on a given port.
     pub fn start_on(tag: &str, port: u16, extra: &[&str]) -> Self {
-        let dir = TempDir::new(tag);
+        let dir = temp_dir(tag);
         let mut args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
@@ -179,7 +164,7 @@ impl RedisServer {
     /// Starts a server whose data directory holds a copy of `rdb` (it loads it).
     pub fn start_from_rdb(tag: &str, rdb: &Path) -> Self {
         let port = free_port(false);
-        let dir = TempDir::new(tag);
+        let dir = temp_dir(tag);
         std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
         let args: Vec<String> = [
             "--port",
@@ -209,7 +194,7 @@ impl RedisServer {
     #[allow(clippy::disallowed_methods)] // See `wait_for_ping`.
     pub fn start_tls(tag: &str, cert: &Path, key: &Path) -> Option<Self> {
         let port = free_port(false);
-        let dir = TempDir::new(tag);
+        let dir = temp_dir(tag);
         let log = dir.path().join("redis.log");
         let args: Vec<String> = [
             "--port",
@@ -397,7 +382,7 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for i in 0..3 {
             let port = free_port(true);
-            let dir = TempDir::new(&format!("cluster{i}"));
+            let dir = temp_dir(&format!("cluster{i}"));
             let conf = dir.path().join("nodes.conf").display().to_string();
             let args: Vec<String> = [
                 "--port",
@@ -473,7 +458,7 @@ impl RedisSentinelSet {
             &["--replicaof", "127.0.0.1", &master.port.to_string()],
         );
         let port = free_port(false);
-        let dir = TempDir::new(&format!("{tag}-sentinel"));
+        let dir = temp_dir(&format!("{tag}-sentinel"));
         let conf = dir.path().join("sentinel.conf");
         std::fs::write(
             &conf,

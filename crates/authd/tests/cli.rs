@@ -1,0 +1,239 @@
+//! The `authd` binary's command line, run as an operator would run it: the built
+//! binary, in a fresh directory, with an empty environment (so that the test machine's
+//! `DATABASE_URL`, `REDIS_URL` or `AUTHD_*` cannot leak in). Checks what each command
+//! prints, which exit status it ends with (`docs/operations.md`), and that `--help`,
+//! `--version` and `check-config` leave the directory as they found it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// An `authd` command in `dir` with nothing but `env` in its environment.
+fn authd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authd"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("the authd binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| PathBuf::from(entry.unwrap().file_name()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn help_prints_usage_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["--help"][..], &["-h"], &["help"], &["serve", "--help"], &["check-config", "-h"]]
+    {
+        let out = authd(dir.path(), args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("Usage: authd"), "{args:?}: {}", stdout(&out));
+    }
+    let help = stdout(&authd(dir.path(), &["--help"], &[]));
+    for command in ["serve", "migrate", "check-config", "cleanup", "Exit status"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    // No ./data, no database, no mail folder.
+    assert_eq!(entries(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn version_prints_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--version", "-V"] {
+        let out = authd(dir.path(), &[flag], &[]);
+        assert!(out.status.success());
+        assert_eq!(stdout(&out).trim(), format!("authd {}", env!("CARGO_PKG_VERSION")));
+    }
+    assert_eq!(entries(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authd(dir.path(), &["serv"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(entries(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn check_config_names_a_misspelled_key_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prod.toml"), "[memory]\nttl_sec = 10\n").unwrap();
+    let out = authd(dir.path(), &["check-config"], &[("AUTHD_CONFIG", "prod.toml")]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ttl_sec") && err.contains("memory"), "{err}");
+    assert_eq!(stdout(&out), "");
+
+    // The same typo in a variable names the variable.
+    let out = authd(dir.path(), &["check-config"], &[("AUTHD_MEMORY__TTL_SEC", "10")]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("AUTHD_MEMORY__TTL_SEC"), "{}", stderr(&out));
+
+    // A value that fails validation names its key too.
+    let out = authd(dir.path(), &["check-config"], &[("DATABASE_URL", "mysql://x")]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("database.url"), "{}", stderr(&out));
+
+    assert_eq!(entries(dir.path()), vec![PathBuf::from("prod.toml")]);
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "q3J9vX+2mB/Lk8ZtR1wYc0pH7sNf5aGdEiUo4TxWl6M=";
+    let out = authd(
+        dir.path(),
+        &["check-config"],
+        &[
+            // Unreachable on purpose: check-config must not try.
+            ("DATABASE_URL", "postgres://app:hunter2@192.0.2.1:5432/auth"),
+            ("REDIS_URL", "redis://:redispw@192.0.2.1:6379"),
+            ("AUTHD_ADMIN__TOKEN", token),
+            ("AUTHD_MAIL__TRANSPORT", "smtp"),
+            ("AUTHD_MAIL__SMTP__USERNAME", "mailer"),
+            ("AUTHD_MAIL__SMTP__PASSWORD", "smtp-secret"),
+            ("AUTHD_MEMORY__TTL_SECS", "10"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for secret in ["hunter2", "redispw", token, "smtp-secret"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    let printed: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(printed["database"]["url"].as_str(), Some("postgres://app:***@192.0.2.1:5432/auth"));
+    assert_eq!(printed["redis"]["url"].as_str(), Some("redis://:***@192.0.2.1:6379"));
+    assert_eq!(printed["admin"]["token"].as_str(), Some(authd::settings::REDACTED));
+    assert_eq!(printed["mail"]["smtp"]["password"].as_str(), Some(authd::settings::REDACTED));
+    assert_eq!(printed["mail"]["smtp"]["username"].as_str(), Some("mailer"));
+    // Every layer: the variable over the default, defaults in full.
+    assert_eq!(printed["memory"]["ttl_secs"].as_integer(), Some(10));
+    assert_eq!(printed["memory"]["max_entries"].as_integer(), Some(100_000));
+    assert_eq!(printed["server"]["ops_listen"].as_str(), Some("127.0.0.1:9464"));
+    assert_eq!(entries(dir.path()), Vec::<PathBuf>::new());
+
+    // Without secrets the output is a configuration file that loads back to the same.
+    let out = authd(dir.path(), &["check-config"], &[("AUTHD_SERVER__OPS_LISTEN", "off")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(dir.path().join("printed.toml"), stdout(&out)).unwrap();
+    let again = authd(dir.path(), &["check-config"], &[("AUTHD_CONFIG", "printed.toml")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), stdout(&out));
+    assert_eq!(entries(dir.path()), vec![PathBuf::from("printed.toml")]);
+}
+
+#[test]
+fn migrate_and_cleanup_work_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        // Idempotent.
+        let out = authd(dir.path(), &["migrate"], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("migrations applied"), "{}", stderr(&out));
+        // Logs into a pipe carry no colour codes.
+        assert!(!stderr(&out).contains('\x1b'), "{:?}", stderr(&out));
+    }
+    assert!(dir.path().join("data/authd.db").is_file());
+
+    let out = authd(dir.path(), &["cleanup"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("removed 0 expired sessions"), "{}", stderr(&out));
+    let out = authd(dir.path(), &["cleanup", "--json", "--batch-size", "10"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["passes"], 1);
+    assert_eq!(report["totals"]["complete"], true);
+
+    // An invalid override is a configuration error.
+    let out = authd(dir.path(), &["cleanup", "--batch-size", "0"], &[]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("janitor.batch_size"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unreachable_store_at_start_exits_69() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let env = [
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+        ("AUTHD_DATABASE__CONNECT_TIMEOUT_MS", "1000"),
+        ("AUTHD_SERVER__LISTEN", "127.0.0.1:0"),
+        ("AUTHD_SERVER__OPS_LISTEN", "off"),
+    ];
+    for command in ["migrate", "serve", "cleanup"] {
+        let out = authd(dir.path(), &[command], &env);
+        assert_eq!(out.status.code(), Some(69), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("127.0.0.1:1"), "{command}: {err}");
+    }
+}
+
+#[test]
+fn a_port_in_use_exits_71() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (listen, ops, key) in [
+        (addr.as_str(), "off", "server.listen"),
+        ("127.0.0.1:0", addr.as_str(), "server.ops_listen"),
+    ] {
+        let env = [("AUTHD_SERVER__LISTEN", listen), ("AUTHD_SERVER__OPS_LISTEN", ops)];
+        let out = authd(dir.path(), &["serve"], &env);
+        assert_eq!(out.status.code(), Some(71), "{}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{}", stderr(&out));
+    }
+}
+
+#[test]
+// A plain blocking test: no async worker to block.
+#[allow(clippy::disallowed_methods)]
+fn without_a_command_it_serves_until_sigterm() {
+    use std::io::{Read as _, Write as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    // A port free a moment ago; the server binds it right away.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authd"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("AUTHD_SERVER__LISTEN", &listen)
+        .env("AUTHD_SERVER__OPS_LISTEN", "off")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..200 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(&listen) {
+            stream.write_all(b"GET /health/live HTTP/1.0\r\n\r\n").unwrap();
+            stream.read_to_string(&mut answer).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    // The embedded default: SQLite under ./data.
+    assert!(dir.path().join("data/authd.db").is_file());
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
