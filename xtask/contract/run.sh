@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The API contract check: schemathesis (`--checks all`, fixed seed, bounded examples,
-# every phase including the stateful one) against a release-built authd serving its own
+# every phase including the stateful one) against a built authd (release unless CONTRACT_AUTHD names another; CI passes its
+# dev-profile binary) serving its own
 # /openapi.json, twice:
 #   1. embedded defaults: SQLite in a temporary folder, memory tier, no Redis, no admin
 #      token (the admin API answers 404, as documented);
