@@ -34,10 +34,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 use cache_core::Cidr;
-use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
-use crate::ops::http_metrics::UNMATCHED;
+use crate::route::UNMATCHED;
+pub use crate::settings::AccessLevel;
 
 /// The request id header, in and out.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,19 +45,6 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest accepted incoming request id. Proxies use 32 hex digits (nginx
 /// `$request_id`), UUIDs (36) or trace ids (AWS `Root=1-...`, about 40).
 pub const MAX_ID_LEN: usize = 128;
-
-/// Level of the access log line (`log.access_level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccessLevel {
-    /// No access line (server errors are still logged at `warn`).
-    Off,
-    /// One line per request at `debug` (the default: shown with `RUST_LOG=authd=debug`).
-    #[default]
-    Debug,
-    /// One line per request at `info`.
-    Info,
-}
 
 /// What [`request_context`] needs; in the app data as `web::Data<AccessLog>`.
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod failure;
 pub mod health;
 pub mod middleware;
 pub mod openapi;

@@ -15,6 +15,9 @@
 
 use actix_web::HttpRequest;
 
+/// The route label of requests no resource matched (metrics, logs).
+pub const UNMATCHED: &str = "(unmatched)";
+
 /// The full pattern of the resource `req` is routed to (`/v1/sessions/{id}`), or `None`
 /// when no resource matches its path.
 pub fn matched(req: &HttpRequest) -> Option<&str> {

@@ -31,7 +31,7 @@ use crate::extract::SessionUser;
 use crate::ops::analytics::Analytics;
 
 /// The `route` label of requests no route matched.
-pub const UNMATCHED: &str = "(unmatched)";
+pub use crate::route::UNMATCHED;
 
 /// The login route: a 200 there is a new session.
 const LOGIN_ROUTE: &str = "/v1/auth/login";

@@ -234,7 +234,7 @@ pub async fn cleanup(
 ) -> anyhow::Result<CleanupReport> {
     let sql = crate::stores::connect_sql(settings, clock.clone())
         .await
-        .context(crate::startup::StartupFailure::Store)?;
+        .context(crate::failure::StartupFailure::Store)?;
     let backends = crate::stores::compose(settings, clock.clone(), sql).await?;
     let analytics = Analytics::new(
         settings.analytics.clone(),

@@ -480,6 +480,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// Level of the access log line (`log.access_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLevel {
+    /// No access line (server errors are still logged at `warn`).
+    Off,
+    /// One line per request at `debug` (the default: shown with `RUST_LOG=authd=debug`).
+    #[default]
+    Debug,
+    /// One line per request at `info`.
+    Info,
+}
+
 /// Log settings.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -488,12 +501,12 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// Level of the one access line per request (`off`, `debug` (default), `info`);
     /// server errors are logged at `warn` regardless.
-    pub access_level: crate::access::AccessLevel,
+    pub access_level: AccessLevel,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, access_level: crate::access::AccessLevel::Debug }
+        Self { format: LogFormat::Text, access_level: AccessLevel::Debug }
     }
 }
 
