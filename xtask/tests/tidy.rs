@@ -290,11 +290,8 @@ fn find_circle(
 /// a new one appears, and when a known one is gone (so the list shrinks).
 #[test]
 fn no_import_circle_inside_a_crate() {
-    const KNOWN: &[(&str, &str, &str)] = &[
-        // `openapi` lists the handlers of `routes`; `routes::ops` serves `openapi`'s
-        // document (issue 18: the document moves into the app data built at start-up).
-        ("authd", "openapi", "routes"),
-    ];
+    // None left; a circle that cannot be untangled at once goes here with its issue.
+    const KNOWN: &[(&str, &str, &str)] = &[];
     for krate in WORKSPACE {
         let mut graph = module_graph(krate);
         for (k, a, b) in KNOWN.iter().filter(|(k, ..)| k == krate) {

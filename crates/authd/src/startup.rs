@@ -387,7 +387,8 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let security = web::Data::new(parts.security.clone());
     // Built once: the document describes this server (cookie name, password policy).
-    let openapi = web::Data::new(routes::ops::OpenApiJson::new(settings));
+    let openapi =
+        web::Data::new(routes::ops::OpenApiJson::new(&crate::openapi::document(settings)));
     let json_limit = settings.server.json_limit_bytes;
     let access_log = web::Data::new(AccessLog::new(
         settings.log.access_level,

@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
 use crate::health::Readiness;
 use crate::ops::Ops;
 
@@ -80,17 +81,18 @@ pub async fn metrics(
         .body(handle.render())
 }
 
-/// The document of this server, serialized once at start-up ([`crate::openapi::document`]).
+/// The document of this server, serialized once at start-up from
+/// `crate::openapi::document` (the start-up builds it: the document lists these routes,
+/// so the routes do not import it back).
 #[derive(Debug, Clone)]
 pub struct OpenApiJson(pub actix_web::web::Bytes);
 
 impl OpenApiJson {
-    /// The document of a server running with `settings`.
-    pub fn new(settings: &crate::Settings) -> Self {
+    /// `document`, serialized.
+    pub fn new(document: &utoipa::openapi::OpenApi) -> Self {
         // Serializing utoipa's types cannot fail (string keys, no non-finite floats);
         // an empty document would still be answered rather than a panic.
-        let json = serde_json::to_vec(&crate::openapi::document(settings)).unwrap_or_default();
-        Self(json.into())
+        Self(serde_json::to_vec(document).unwrap_or_default().into())
     }
 }
 
@@ -102,12 +104,12 @@ impl OpenApiJson {
         (status = 200, description = "This document", content_type = "application/json", body = Object),
     )
 )]
-pub async fn openapi_json(doc: Option<web::Data<OpenApiJson>>) -> HttpResponse {
-    match doc {
-        Some(doc) => HttpResponse::Ok().content_type("application/json").body(doc.0.clone()),
-        // An app that mounts the routes without the start-up's data: the generic document.
-        None => HttpResponse::Ok().json(crate::openapi::document(&crate::Settings::default())),
-    }
+pub async fn openapi_json(doc: Option<web::Data<OpenApiJson>>) -> Result<HttpResponse, ApiError> {
+    // An app that mounts the routes without the start-up's data has no document to serve.
+    let doc = doc.ok_or_else(|| {
+        ApiError::internal("/openapi.json needs web::Data<OpenApiJson> in the app data")
+    })?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(doc.0.clone()))
 }
 
 fn no_store(response: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
