@@ -19,10 +19,9 @@
 //! else a SQLite file. Clients bind to loopback aliases (127.0.0.x) with reqwest's
 //! `local_address`, which Linux routes to `lo` without configuration.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -324,85 +323,9 @@ where
     }
 }
 
-/// A redis-server of this test's own on a free loopback port, killed on drop (and by a
-/// watchdog once the test binary is gone, should it die first).
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-    watchdog: Option<Child>,
-}
-
-impl OwnRedis {
-    /// `None` (a recorded skip) when `redis-server` is not installed.
-    async fn start() -> Option<Self> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            cache_testkit::skip("redis-server is not on PATH");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--daemonize", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill -9 {} 2>/dev/null",
-                std::process::id(),
-                child.id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self { port, child: Some(child), watchdog: Some(watchdog) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pong().await {
-            assert!(Instant::now() < deadline, "redis-server on {port} does not answer");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Some(server)
-    }
-
-    async fn pong(&self) -> bool {
-        let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        let mut reply = [0u8; 7];
-        conn.write_all(b"PING\r\n").await.is_ok()
-            && conn.read_exact(&mut reply).await.is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: gone without a word.
-    fn kill(&mut self) {
-        for mut child in [self.child.take(), self.watchdog.take()].into_iter().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+#[path = "support/own_redis.rs"]
+mod own_redis;
+use own_redis::OwnRedis;
 
 /// `n` wrong-password logins for `email` at once, the i-th through instance
 /// `instances[i % len]` from address `from(i)`; returns the statuses and one 429.

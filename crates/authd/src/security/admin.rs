@@ -80,7 +80,7 @@ impl AdminGuard {
         if presented(req).is_none() {
             tracing::warn!(
                 client = %client_text,
-                path = req.path(),
+                route = crate::route::matched(req),
                 "admin API request without a bearer token"
             );
             return Err(ApiError::AdminUnauthorized);
@@ -92,7 +92,7 @@ impl AdminGuard {
                 Err(e) => {
                     tracing::warn!(
                         client = %client_text,
-                        path = req.path(),
+                        route = crate::route::matched(req),
                         "admin API request refused: too many wrong bearer tokens"
                     );
                     return Err(ApiError::Auth(e));
@@ -109,7 +109,7 @@ impl AdminGuard {
                 }
                 tracing::warn!(
                     client = %client_text,
-                    path = req.path(),
+                    route = crate::route::matched(req),
                     "admin API request with a wrong bearer token"
                 );
             }
