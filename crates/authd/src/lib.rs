@@ -5,27 +5,25 @@
 //! [`Application`] (stores composed from the settings, the actix-web server bound to its
 //! listener), the JSON API under `/v1`, health, metrics and the OpenAPI document.
 //!
-//! Other actix-web apps that share the stores can require a session with the
-//! [`extract::CurrentUser`] extractor or the [`middleware::RequireSession`] middleware
-//! (see `examples/protected_app.rs` and `docs/api.md`).
+//! Other actix-web apps that share the stores require a session with `auth-actix`'s
+//! [`CurrentUser`] extractor or [`RequireSession`] middleware (re-exported here; see
+//! `docs/api.md`), building the stores and flows with [`ApplicationBuilder::build_parts`].
 //!
-//! Architecture invariant: this is the only crate that knows HTTP, configuration files and
-//! environment variables; the flows live in `auth`, the stores in the `cache-*` crates.
+//! Architecture invariant: this is the only crate that knows configuration files and
+//! environment variables; the flows live in `auth`, the stores in the `cache-*` crates,
+//! the HTTP edge shared with other apps in `auth-actix`.
 
 pub mod access;
+// The HTTP edge shared with other apps lives in `auth-actix`; the same paths here.
+pub use auth_actix::{cookies, error, extract, middleware, route};
 pub mod api;
 #[cfg(feature = "bench-routes")]
 pub mod bench_routes;
 pub mod cli;
-pub mod cookies;
-pub mod error;
-pub mod extract;
 pub mod failure;
 pub mod health;
-pub mod middleware;
 pub mod openapi;
 pub mod ops;
-pub mod route;
 pub mod routes;
 pub mod security;
 pub mod settings;

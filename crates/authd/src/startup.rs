@@ -176,7 +176,7 @@ impl ApplicationBuilder {
         drop(abuse.spawn_refresher(settings.abuse.block_refresh()));
         let service =
             if settings.abuse.enabled { service.with_abuse(abuse.clone()) } else { service };
-        let security = Security::new(&settings, abuse, cookie_policy);
+        let security = Security::new(security::guard_config(&settings), abuse, cookie_policy);
         Ok(Parts { service, cookie_policy, backends, metrics, settings, ops, security })
     }
 

@@ -1,7 +1,8 @@
 //! Abuse protection at the HTTP edge (see `docs/security.md`):
 //!
-//! - [`guard`]: the middleware in front of every route: client address (trusted
-//!   proxies), IP blocks, CSRF, per-address rate limits;
+//! - [`guard`] (from `auth-actix`): the middleware in front of every route: client
+//!   address (trusted proxies), IP blocks, CSRF, per-address rate limits; its
+//!   [`GuardConfig`] from the settings by [`guard_config`];
 //! - [`admin`]: the admin API's own bearer credential ([`AdminAuth`]);
 //! - [`build_abuse`]: the policy's limiter and block list composed from the stores.
 //!
@@ -9,9 +10,7 @@
 //! this module: features import the settings, never the other way round.
 
 pub mod admin;
-pub mod client;
-pub mod csrf;
-mod guard;
+pub use auth_actix::{client, csrf};
 
 use std::sync::Arc;
 
@@ -22,8 +21,8 @@ use cache_redis::RedisRateLimiter;
 
 pub use crate::settings::security::{AbuseSettings, SecuritySettings};
 pub use admin::{AdminAuth, AdminGuard};
+pub use auth_actix::guard::{Guard, GuardConfig, Security, guard};
 pub use client::ClientAddr;
-pub use guard::{Guard, Security, guard};
 
 use crate::settings::Settings;
 use crate::stores::Backends;
@@ -51,4 +50,18 @@ pub fn build_abuse(
     };
     let blocks: Arc<dyn BlockList> = Arc::new(backends.sql.clone());
     Ok(Abuse::new(settings.abuse.config(), limiter, blocks, clock)?)
+}
+
+/// The guard's configuration from `[security]` and `[abuse]`.
+pub fn guard_config(settings: &Settings) -> GuardConfig {
+    let s = &settings.security;
+    GuardConfig {
+        limits: settings.abuse.enabled,
+        trusted_proxies: s.trusted_proxies.clone(),
+        csrf: csrf::CsrfPolicy::new(
+            settings.public_base_url(),
+            &s.csrf_trusted_origins,
+            s.csrf_require_origin,
+        ),
+    }
 }

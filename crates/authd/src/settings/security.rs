@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use auth::{AbuseConfig, Detector, FingerprintPolicy};
+use auth_actix::csrf::origin_of;
 use cache_core::{Cidr, Limit};
 use serde::{Deserialize, Deserializer};
 
@@ -54,26 +55,6 @@ impl SecuritySettings {
         }
         Ok(())
     }
-}
-
-/// The origin of an http(s) URL (what `Origin` headers carry, and what
-/// `csrf_trusted_origins` lists): `scheme://host[:port]`, lower case, without the
-/// scheme's default port. `None` for anything else (including the `null` origin).
-pub fn origin_of(url: &str) -> Option<String> {
-    let url = url.trim().to_ascii_lowercase();
-    let (scheme, rest) = url.split_once("://")?;
-    let default_port = match scheme {
-        "https" => ":443",
-        "http" => ":80",
-        _ => return None,
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    if authority.is_empty() || authority.contains(['@', ' ']) {
-        return None;
-    }
-    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
-    Some(format!("{scheme}://{authority}"))
 }
 
 /// A list from a TOML array, or from one comma-separated string (environment variables).

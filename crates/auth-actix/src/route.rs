@@ -10,7 +10,7 @@
 //! [`matched`] asks actix-web's own resource map, with the path actix-web routes on
 //! (`match_info()`, already requoted), so it finds exactly the resource the router will
 //! call, or none when no resource matches (a 404 from a default service). Each resource
-//! is named by its full pattern ([`crate::routes::configure`] does it, and a test checks
+//! is named by its full pattern (authd's `routes::configure` does it, and a test checks
 //! it), so the answer is that pattern, borrowed, with no allocation per request.
 
 use actix_web::HttpRequest;

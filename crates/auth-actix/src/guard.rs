@@ -5,14 +5,14 @@
 //! (percent-encoded letters and the like) reaches a handler without its checks.
 //!
 //! In order, before any other work:
-//! 1. resolves the client address ([`super::client`]) and makes it the request's
+//! 1. resolves the client address ([`crate::client`]) and makes it the request's
 //!    `peer_addr`, so that logs, the flows (rate limits, the session's recorded address,
 //!    fingerprints) and other middlewares all see the client, not a proxy;
 //! 2. refuses a blocked address with 403 `ip_blocked` (a lookup in the local block
 //!    snapshot, no store call); `/health/*` and `/v1/admin/*` are exempt, so probes keep
 //!    working and an operator can always lift a block;
 //! 3. refuses a cross-origin state-changing request carrying the session cookie with 403
-//!    `csrf` ([`super::csrf`]);
+//!    `csrf` ([`crate::csrf`]);
 //! 4. counts the per-address attempts of the flows that do not see the client address
 //!    (register, resend verification, forgot and reset password), refusing with 429 over
 //!    the limit, and releases the attempt afterwards when it must not count.
@@ -31,11 +31,23 @@ use auth::{Abuse, Action};
 use cache_core::Cidr;
 use futures::future::LocalBoxFuture;
 
-use super::client::{ClientAddr, resolve};
-use super::csrf::CsrfPolicy;
+use crate::client::{ClientAddr, resolve};
 use crate::cookies::CookiePolicy;
+use crate::csrf::CsrfPolicy;
 use crate::error::ApiError;
-use crate::settings::Settings;
+
+/// What the guard is told by its app: whether per-address limits are counted, which
+/// proxies' `X-Forwarded-For` is believed, and which origins pass the CSRF check.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// Count the per-address limits of the flows that do not see the client address
+    /// (authd's `abuse.enabled`). Blocks and CSRF hold either way.
+    pub limits: bool,
+    /// Peers whose `X-Forwarded-For` names the client (see [`crate::client`]).
+    pub trusted_proxies: Vec<Cidr>,
+    /// The origins allowed to send state-changing requests with the session cookie.
+    pub csrf: CsrfPolicy,
+}
 
 /// Everything the guard needs: the abuse policy (block snapshot, per-address limits),
 /// trusted proxies, the CSRF policy and the cookie's name. Cheap to clone; put it in
@@ -65,19 +77,15 @@ impl std::fmt::Debug for Security {
 }
 
 impl Security {
-    /// The guard's state from the settings, over `abuse` (the same policy the flows use).
-    pub fn new(settings: &Settings, abuse: Abuse, cookie: CookiePolicy) -> Self {
-        let s = &settings.security;
+    /// The guard's state from `config`, over `abuse` (the same policy the flows use)
+    /// and the app's session cookie.
+    pub fn new(config: GuardConfig, abuse: Abuse, cookie: CookiePolicy) -> Self {
         Self {
             inner: Arc::new(Inner {
                 abuse,
-                limits: settings.abuse.enabled,
-                proxies: s.trusted_proxies.clone(),
-                csrf: CsrfPolicy::new(
-                    settings.public_base_url(),
-                    &s.csrf_trusted_origins,
-                    s.csrf_require_origin,
-                ),
+                limits: config.limits,
+                proxies: config.trusted_proxies,
+                csrf: config.csrf,
                 cookie,
                 csrf_rejections: metrics::counter!("csrf_rejections_total"),
             }),
@@ -157,25 +165,24 @@ where
     F: FnOnce(ServiceRequest) -> Fut,
     Fut: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
 {
-    let Some(peer) = req.peer_addr() else {
-        return Ok(call(req).await?.map_into_left_body());
-    };
-
-    let client = security.client(peer.ip(), req.headers());
+    // Without a peer address (a Unix socket listener, a test request) there is no
+    // client to block or count; the CSRF check needs none and still holds.
+    let client = req.peer_addr().map(|peer| (peer, security.client(peer.ip(), req.headers())));
     // Decided before the request is touched, on the route it will reach.
     let route = crate::route::matched(req.request());
     let exempt = exempt_from_blocks(route);
     let state_changing = CsrfPolicy::is_state_changing(req.method());
     let action = security.inner.limits.then(|| limited_action(req.method(), route)).flatten();
-    if client.ip != peer.ip() {
-        req.head_mut().peer_addr = Some(SocketAddr::new(client.ip, peer.port()));
-    }
-    req.extensions_mut().insert(client);
-
-    if !exempt && security.abuse().blocked(client.ip).is_some() {
-        let route = crate::route::matched(req.request());
-        tracing::debug!(route, "request from a blocked address refused");
-        return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
+    if let Some((peer, client)) = client {
+        if client.ip != peer.ip() {
+            req.head_mut().peer_addr = Some(SocketAddr::new(client.ip, peer.port()));
+        }
+        req.extensions_mut().insert(client);
+        if !exempt && security.abuse().blocked(client.ip).is_some() {
+            let route = crate::route::matched(req.request());
+            tracing::debug!(route, "request from a blocked address refused");
+            return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
+        }
     }
 
     if state_changing
@@ -192,7 +199,7 @@ where
         return Ok(req.error_response(ApiError::Csrf).map_into_right_body());
     }
 
-    let Some(action) = action else {
+    let (Some(action), Some((_, client))) = (action, client) else {
         return Ok(call(req).await?.map_into_left_body());
     };
     let permits = match security.abuse().check_address(action, client.ip).await {
@@ -209,7 +216,7 @@ where
 
 impl Security {
     /// The guard as a middleware that carries this state: what another actix-web app
-    /// that shares the stores ([`crate::ApplicationBuilder::build_parts`]) wraps around
+    /// that shares the stores (authd's `ApplicationBuilder::build_parts`) wraps around
     /// its routes for the same client-address, IP-block, CSRF and per-address-limit
     /// protection as `authd`, in one line: `App::new().wrap(parts.security.guard())`.
     pub fn guard(&self) -> Guard {

@@ -5,7 +5,7 @@
 //! or 500 whose source is logged here and never shown. actix-web's own failures
 //! (malformed or oversized JSON, unknown route) are turned into the same shape by the
 //! handlers in this module; a wrong method by each resource's default service
-//! ([`crate::routes`]).
+//! (authd's routes).
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
@@ -13,25 +13,26 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use auth::AuthError;
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::cookies::CookiePolicy;
 
 /// The body of every error response.
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// What went wrong, for programs (`code`) and people (`message`).
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable snake_case code, e.g. `invalid_credentials`, `unauthenticated`.
-    #[schema(example = "invalid_input")]
+    #[cfg_attr(feature = "openapi", schema(example = "invalid_input"))]
     pub code: String,
     /// Human-readable explanation; never contains internal details.
-    #[schema(example = "email: not a valid email address")]
+    #[cfg_attr(feature = "openapi", schema(example = "email: not a valid email address"))]
     pub message: String,
 }
 
@@ -232,24 +233,24 @@ fn auth_status(e: &AuthError) -> StatusCode {
 }
 
 /// `JsonConfig` error handler.
-pub(crate) fn json_error(
+pub fn json_error(
     limit: usize,
 ) -> impl Fn(JsonPayloadError, &HttpRequest) -> actix_web::Error + Clone + Send + Sync + 'static {
     move |e, _req| ApiError::from_json_error(&e, limit).into()
 }
 
 /// `PathConfig` error handler.
-pub(crate) fn path_error(e: PathError, _req: &HttpRequest) -> actix_web::Error {
+pub fn path_error(e: PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::InvalidInput(format!("invalid path parameter: {e}")).into()
 }
 
 /// `QueryConfig` error handler.
-pub(crate) fn query_error(e: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn query_error(e: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::InvalidInput(format!("invalid query string: {e}")).into()
 }
 
 /// Default service of the app: any unknown route.
-pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 

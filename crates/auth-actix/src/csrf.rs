@@ -18,8 +18,6 @@
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap};
 
-use crate::settings::security::origin_of;
-
 /// Which origins may send state-changing requests with the session cookie.
 #[derive(Debug, Clone)]
 pub struct CsrfPolicy {
@@ -63,6 +61,26 @@ impl CsrfPolicy {
 fn same_host(origin: &str, host: Option<&str>) -> bool {
     let (Some(host), Some((scheme, _))) = (host, origin.split_once("://")) else { return false };
     origin_of(&format!("{scheme}://{host}")).is_some_and(|h| h == origin)
+}
+
+/// The origin of an http(s) URL (what `Origin` headers carry, and what
+/// `csrf_trusted_origins` lists): `scheme://host[:port]`, lower case, without the
+/// scheme's default port. `None` for anything else (including the `null` origin).
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim().to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.is_empty() || authority.contains(['@', ' ']) {
+        return None;
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
+    Some(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]
