@@ -1,26 +1,4 @@
-//! # cache-testkit
-//!
-//! The conformance suite for implementations of the `cache-core` traits. Anyone who
-//! implements [`cache_core::SessionStore`], [`cache_core::SessionLookup`],
-//! [`cache_core::VerificationStore`], [`cache_core::UserCache`] or [`cache_core::ExpiredCleanup`] runs it from a test file:
-//!
-//! ```ignore
-//! async fn make_store(clock: Arc<ManualClock>) -> Option<MyStore> {
-//!     let url = cache_testkit::service_url("MY_BACKEND_URL")?; // None = skipped
-//!     Some(MyStore::connect(&url, clock).await.unwrap())
-//! }
-//! mod sessions { cache_testkit::session_store_suite!(super::make_store); }
-//! mod verifications { cache_testkit::verification_store_suite!(super::make_store); }
-//! mod users { cache_testkit::user_cache_suite!(super::make_store, cache); }
-//! mod lookups { cache_testkit::session_lookup_suite!(super::make_store, cache); }
-//! mod cleanup { cache_testkit::expired_cleanup_suite!(super::make_store); }
-//! ```
-//!
-//! Each macro expands to one named `#[tokio::test]` per property, so a failure names
-//! the property it broke. The test crate needs `tokio` (macros, rt-multi-thread) as a
-//! dev-dependency. Every store must take all expiry decisions from the clock it is given.
-//!
-//! This crate is only ever a dev-dependency.
+#![doc = include_str!("../README.md")]
 
 use std::io::Write as _;
 use std::sync::Arc;

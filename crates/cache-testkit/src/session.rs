@@ -40,9 +40,13 @@ pub async fn expired_session_is_gone<S: SessionStore>(store: &S, clock: &ManualC
     let session = sample_session(clock, random_user());
     store.create(&session).await.unwrap();
     clock.advance(Duration::minutes(59));
-    assert!(store.get(&session.key).await.unwrap().is_some());
+    assert!(store.get(&session.key).await.unwrap().is_some(), "a live session was not found");
     clock.advance(Duration::minutes(1));
-    assert_eq!(store.get(&session.key).await.unwrap(), None);
+    assert_eq!(
+        store.get(&session.key).await.unwrap(),
+        None,
+        "a session past its sliding expiry was served"
+    );
 }
 
 /// Past its absolute expiry a session is gone, however recently it was extended.
@@ -234,8 +238,8 @@ pub async fn put_never_revives_a_deleted_session<S: SessionStore>(store: &S, clo
     let session = sample_session(clock, random_user());
     store.create(&session).await.unwrap();
     assert!(store.delete(&session.key).await.unwrap());
-    assert!(!store.put(&session).await.unwrap());
-    assert_eq!(store.get(&session.key).await.unwrap(), None);
+    assert!(!store.put(&session).await.unwrap(), "a cache fill stored a deleted session");
+    assert_eq!(store.get(&session.key).await.unwrap(), None, "a deleted session was served");
 }
 
 /// A late cache fill never brings back a session covered by a revoke-all, but a

@@ -22,13 +22,13 @@ struct State {
 }
 
 #[derive(Clone)]
-struct Reference {
+pub(crate) struct Reference {
     state: Arc<Mutex<State>>,
     clock: SharedClock,
 }
 
 impl Reference {
-    fn new(clock: SharedClock) -> Self {
+    pub(crate) fn new(clock: SharedClock) -> Self {
         Self { state: Arc::default(), clock }
     }
 
