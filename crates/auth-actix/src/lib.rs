@@ -33,3 +33,8 @@ pub use error::ApiError;
 pub use extract::CurrentUser;
 pub use guard::{Guard, GuardConfig, Security, guard};
 pub use middleware::RequireSession;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

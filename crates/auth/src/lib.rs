@@ -34,3 +34,8 @@ pub use cache_core::{
     SessionToken, SharedClock, StoreError, SystemClock, TokenHash, User, UserCache, UserId,
     VerificationStore, VerificationToken,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -37,3 +37,8 @@ pub use extract::CurrentUser;
 pub use middleware::RequireSession;
 pub use settings::Settings;
 pub use startup::{Application, ApplicationBuilder, Parts, StartupFailure};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

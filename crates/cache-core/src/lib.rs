@@ -43,3 +43,8 @@ pub use store::{
 pub use store::{MockAccountStore, MockSessionStore, MockUserCache, MockVerificationStore};
 pub use tiered::Tiered;
 pub use token::{SessionKey, SessionToken, TokenHash, TokenParseError, VerificationToken};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -39,3 +39,8 @@ pub use store::MemoryStore;
 
 /// The tier name this store reports in logs and metrics.
 pub const TIER: &str = "memory";
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -46,3 +46,8 @@ pub use keys::session_key;
 pub use limiter::{LIMITER_TIER, RedisRateLimiter};
 pub use listener::{InvalidationListener, InvalidationTarget};
 pub use store::{RedisInfo, RedisStore};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

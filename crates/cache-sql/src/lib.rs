@@ -51,3 +51,8 @@ pub use {bb8, diesel, diesel_async};
 
 /// The name every trait implementation of [`SqlStore`] reports as its tier.
 pub const TIER: &str = "sql";
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -14,8 +14,14 @@
 //!
 //! Use it as the first argument of every admin handler (other modules' included):
 //!
-//! ```ignore
-//! async fn analytics(_admin: AdminAuth, ...) -> Result<HttpResponse, ApiError> { ... }
+//! ```
+//! use actix_web::HttpResponse;
+//! use authd::ApiError;
+//! use authd::security::AdminAuth;
+//!
+//! async fn analytics(_admin: AdminAuth) -> Result<HttpResponse, ApiError> {
+//!     Ok(HttpResponse::Ok().finish())
+//! }
 //! ```
 
 use actix_web::dev::Payload;
