@@ -31,9 +31,9 @@ use crate::error::{SqlError, SqlResult};
 use crate::schema::Ts;
 
 #[cfg(feature = "postgres")]
-const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 #[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// Taken before the PostgreSQL migrations: an advisory lock whose two keys are a
 /// constant of ours and the target schema, so that concurrent migrations of one schema
