@@ -1,5 +1,4 @@
-//! Password hashing (argon2id, PHC strings) on a dedicated pool of low-priority threads,
-//! and the password policy (length, and not on the breach list of [`crate::passwords`]).
+//! Password hashing (argon2id, PHC strings) on a dedicated pool of low-priority threads.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, mpsc};
@@ -8,7 +7,7 @@ use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, Salt, Sal
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
-use crate::config::{Argon2Params, PasswordPolicy};
+use crate::config::Argon2Params;
 use crate::error::AuthError;
 
 /// Salt length in bytes (the PHC recommendation is 16).
@@ -176,36 +175,6 @@ fn verify_with(memory: &mut Vec<Block>, password: &str, phc: &str) -> Result<boo
     Ok(computed == expected)
 }
 
-/// Checks a new password against the policy. Length is counted in Unicode scalar values;
-/// the password is never trimmed, normalized or truncated.
-pub(crate) fn check_policy(
-    policy: &PasswordPolicy,
-    field: &'static str,
-    password: &str,
-) -> Result<(), AuthError> {
-    let chars = password.chars().count();
-    if chars < policy.min_chars {
-        return Err(AuthError::WeakPassword(format!(
-            "the password must be at least {} characters long",
-            policy.min_chars
-        )));
-    }
-    if chars > policy.max_chars {
-        return Err(AuthError::invalid(
-            field,
-            format!("the password must be at most {} characters long", policy.max_chars),
-        ));
-    }
-    if crate::passwords::is_common(password) {
-        return Err(AuthError::WeakPassword(
-            "this password is one of the most common passwords found in data breaches; \
-             choose another"
-                .to_owned(),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -360,29 +329,5 @@ mod tests {
         let answer = hasher.run(|_| -> u8 { panic!("boom") }).await;
         assert!(matches!(answer, Err(AuthError::Internal(_))));
         assert_eq!(hasher.run(|_| 7).await.unwrap(), 7);
-    }
-
-    #[test]
-    fn policy_counts_scalar_values() {
-        let policy = PasswordPolicy { min_chars: 8, max_chars: 128 };
-        // Exactly the minimum length (and not a common password).
-        assert!(check_policy(&policy, "password", "kq8#mz2p").is_ok());
-        assert!(matches!(
-            check_policy(&policy, "password", "1234567"),
-            Err(AuthError::WeakPassword(_))
-        ));
-        assert!(check_policy(&policy, "password", &"ß".repeat(8)).is_ok());
-        assert!(check_policy(&policy, "password", &"ß".repeat(128)).is_ok());
-        assert!(matches!(
-            check_policy(&policy, "password", &"ß".repeat(129)),
-            Err(AuthError::InvalidInput { field: "password", .. })
-        ));
-        // Whitespace counts and is kept.
-        assert!(check_policy(&policy, "password", "        ").is_ok());
-        // Long enough, but on the breach list: refused with the reason.
-        match check_policy(&policy, "password", "Baseball1") {
-            Err(AuthError::WeakPassword(reason)) => assert!(reason.contains("common"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
     }
 }

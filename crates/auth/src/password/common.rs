@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// The list as shipped: one password per line, `#` starts a comment line.
-const LIST: &str = include_str!("../data/common-passwords.txt");
+const LIST: &str = include_str!("../../data/common-passwords.txt");
 
 fn list() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
