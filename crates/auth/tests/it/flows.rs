@@ -2,11 +2,10 @@
 // tidy: long-file every flow end to end on the reference stores, one test each; grouping them into tests/it/ modules is issue 18's next step
 //! manual clock.
 
-mod common;
 
 use auth::{AuthError, MailKind, RegisterInput};
 use chrono::Duration;
-use common::{Harness, PASSWORD, client, token_in, unique_email};
+use crate::common::{Harness, PASSWORD, client, token_in, unique_email};
 
 #[tokio::test]
 async fn register_verify_login_validate_logout() {
@@ -360,7 +359,7 @@ async fn concurrent_renewals_extend_once() {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (auth, token) = (h.auth.clone(), token.clone());
-            tokio::spawn(async move { auth.validate(&token, &common::client()).await })
+            tokio::spawn(async move { auth.validate(&token, &crate::common::client()).await })
         })
         .collect();
     for task in tasks {

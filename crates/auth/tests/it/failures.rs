@@ -2,7 +2,6 @@
 //! outage is `Unavailable` (or `Internal` for corrupt data), never a false success, and
 //! renewal is a compare-and-set that cannot revive a revoked session.
 
-mod common;
 
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use cache_core::{
     StoreResult, TokenHash, User, UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Duration, Utc};
-use common::{Harness, PASSWORD, client, token_in, unique_email};
+use crate::common::{Harness, PASSWORD, client, token_in, unique_email};
 
 /// Which error a [`Down`] store answers with.
 #[derive(Clone, Copy)]

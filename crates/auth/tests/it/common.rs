@@ -2,8 +2,6 @@
 //! verifications, cached profiles), an in-test account store standing in for SQL, a
 //! manual clock, and a mailer that hands every message to the test.
 
-#![allow(dead_code)] // Each test binary uses a different part of the harness.
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;

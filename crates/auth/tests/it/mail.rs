@@ -2,7 +2,6 @@
 //! a loopback port, the link read out of the received message and used; one `.eml` per
 //! message through the file transport; and a mail failure that does not fail the flow.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -11,7 +10,7 @@ use auth::{
     AuthService, FileMailer, MailError, MailKind, Mailer, OutgoingMail, RegisterInput, SmtpConfig,
     SmtpMailer, SmtpTls,
 };
-use common::{PASSWORD, test_config, unique_email};
+use crate::common::{PASSWORD, test_config, unique_email};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -121,7 +120,7 @@ fn link_token(text: &str, path: &str) -> String {
 }
 
 fn service_with_mailer(mailer: Arc<dyn Mailer>) -> AuthService {
-    let h = common::Harness::new();
+    let h = crate::common::Harness::new();
     AuthService::new_insecure_for_tests(test_config(), h.stores.clone(), mailer, h.clock.clone())
         .unwrap()
 }

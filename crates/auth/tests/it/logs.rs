@@ -2,7 +2,6 @@
 //! subscriber capturing all levels, and the output is searched for every token, password
 //! and hash the flows handled.
 
-mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -15,7 +14,7 @@ use auth::{
 };
 use cache_core::{MockUserCache, StoreError};
 use chrono::Duration;
-use common::{Harness, PASSWORD, unique_email};
+use crate::common::{Harness, PASSWORD, unique_email};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -71,7 +70,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     let dir = std::env::temp_dir().join(format!("auth-logs-{}", auth::UserId::random().unwrap()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let auth = AuthService::new_insecure_for_tests(
-        common::test_config(),
+        crate::common::test_config(),
         h.stores.clone(),
         Arc::new(Tee(FileMailer::new(&dir), tx)),
         h.clock.clone(),
@@ -87,7 +86,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
         password: password.to_owned(),
     };
     auth.register(input(PASSWORD)).await.unwrap();
-    let verify = common::token_in(&next_mail().await, "/verify-email");
+    let verify = crate::common::token_in(&next_mail().await, "/verify-email");
     logs.wait_for("mail written").await;
     secrets.push(verify.clone());
     auth.verify_email(&verify).await.unwrap();
@@ -101,7 +100,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     let outcome = auth
         .login(
             auth::LoginInput { email: email.clone(), password: PASSWORD.to_owned() },
-            &common::client(),
+            &crate::common::client(),
         )
         .await
         .unwrap();
@@ -112,7 +111,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     let _ = auth
         .login(
             auth::LoginInput { email: email.clone(), password: "wrong guess".to_owned() },
-            &common::client(),
+            &crate::common::client(),
         )
         .await
         .unwrap_err();
@@ -120,7 +119,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
 
     // Renewal, and a renewal whose user lookup warms nothing (logged warnings).
     h.clock.advance(Duration::days(2));
-    auth.validate(&cookie, &common::client()).await.unwrap();
+    auth.validate(&cookie, &crate::common::client()).await.unwrap();
     let mut users = MockUserCache::new();
     users.expect_put_user().returning(|_| Err(StoreError::unavailable("cache down")));
     users.expect_invalidate_user().returning(|_| Err(StoreError::unavailable("cache down")));
@@ -128,7 +127,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     let second = failing
         .login(
             auth::LoginInput { email: email.clone(), password: PASSWORD.to_owned() },
-            &common::client(),
+            &crate::common::client(),
         )
         .await
         .unwrap();
@@ -136,7 +135,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     logs.wait_for("could not warm the user cache").await;
 
     auth.forgot_password(&email).await.unwrap();
-    let reset = common::token_in(&next_mail().await, "/reset-password");
+    let reset = crate::common::token_in(&next_mail().await, "/reset-password");
     secrets.push(reset.clone());
     failing.reset_password(&reset, "the new password").await.unwrap();
     secrets.push("the new password".to_owned());
@@ -161,7 +160,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     .unwrap();
     let (tx2, mut rx2) = tokio::sync::mpsc::unbounded_channel();
     let undeliverable = AuthService::new_insecure_for_tests(
-        common::test_config(),
+        crate::common::test_config(),
         h.stores.clone(),
         Arc::new(Tee(smtp, tx2)),
         h.clock.clone(),
@@ -169,7 +168,7 @@ async fn no_token_password_or_hash_is_ever_logged() {
     .unwrap();
     h.clock.advance(Duration::seconds(1));
     undeliverable.forgot_password(&email).await.unwrap();
-    secrets.push(common::token_in(&rx2.recv().await.unwrap(), "/reset-password"));
+    secrets.push(crate::common::token_in(&rx2.recv().await.unwrap(), "/reset-password"));
     logs.wait_for("mail not sent").await;
 
     let text = logs.text();

@@ -3,7 +3,6 @@
 //! blocks, per-account limits on resends and reset requests, and the fingerprint
 //! policies, over the memory tier and the in-memory limiter and block list.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use auth::{
 };
 use cache_core::{BlockReason, Limit};
 use cache_memory::{MemoryBlockList, MemoryRateLimiter};
-use common::{Harness, PASSWORD, client, test_config, unique_email};
+use crate::common::{Harness, PASSWORD, client, test_config, unique_email};
 
 fn guarded(h: &Harness, config: AbuseConfig) -> AuthService {
     let abuse = Abuse::new(
@@ -56,7 +55,7 @@ async fn common_passwords_are_refused_with_the_reason() {
     let auth = h.validate(&h.login_token(&email, PASSWORD).await).await.unwrap();
     weak(h.auth.change_password(&auth, PASSWORD, "iloveyou", &client()).await.map(drop));
     h.auth.forgot_password(&email).await.unwrap();
-    let token = common::token_in(&h.next_mail().await, "/reset-password");
+    let token = crate::common::token_in(&h.next_mail().await, "/reset-password");
     weak(h.auth.reset_password(&token, "qwertyuiop").await);
     // The refusal did not burn the link.
     h.auth.reset_password(&token, "a sound new passphrase").await.unwrap();
