@@ -1,16 +1,17 @@
-//! The cache-core store traits for [`RedisStore`].
+//! [`SessionLookup`], [`SessionStore`], [`ExpiredCleanup`] and [`RevocationSink`] for
+//! [`RedisStore`]: the session scripts' callers, the one-`MGET` read, and the pipelined
+//! batch work.
 
 use async_trait::async_trait;
 use cache_core::invalidation::Invalidation;
 use cache_core::{
-    Conflict, ExpiredCleanup, Purpose, Revocation, RevocationSink, Session, SessionKey,
-    SessionLookup, SessionStore, SessionWithUser, StoreError, StoreResult, TokenHash, User,
-    UserCache, UserId, Verification, VerificationStore,
+    Conflict, ExpiredCleanup, Revocation, RevocationSink, Session, SessionKey, SessionLookup,
+    SessionStore, SessionWithUser, StoreError, StoreResult, TokenHash, UserId,
 };
 use chrono::{DateTime, Utc};
-use fred::interfaces::{ClientLike, KeysInterface, SetsInterface, SortedSetsInterface};
+use fred::interfaces::{ClientLike, KeysInterface, SortedSetsInterface};
 use fred::prelude::Value;
-use fred::types::{Expiration, Key};
+use fred::types::Key;
 use futures::StreamExt;
 
 use crate::codec::{self, SessionFields, micros, millis};
@@ -24,23 +25,9 @@ pub const TIER: &str = "redis";
 
 /// Keys per pipeline in batch work (forget, delete verifications, clear).
 const BATCH: usize = 500;
-
 impl RedisStore {
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.shared.clock.now()
-    }
-
-    /// `SET` of `user`'s profile with `PX user_ttl` (at least 1 ms), sent by `client`
-    /// (the pool, or a pipeline that queues it).
-    pub(crate) async fn set_user<C: KeysInterface + Sync>(
-        &self,
-        client: &C,
-        user: &User,
-    ) -> Result<(), fred::error::Error> {
-        let ms = self.shared.config.user_ttl.as_millis().clamp(1, i64::MAX as u128);
-        let px = Expiration::PX(i64::try_from(ms).unwrap_or(i64::MAX));
-        let key = self.shared.keys.user(user.id);
-        client.set::<(), _, _>(key, codec::user_value(user), Some(px), None, false).await
     }
 
     /// Session, index, fence and tombstone keys of one session (the KEYS of every
@@ -176,7 +163,7 @@ impl RedisStore {
     /// Runs one script per item in a pipeline and sums the integer replies. A batch
     /// that met a server without the scripts (restarted) is sent again after loading
     /// them; every batch script is idempotent.
-    async fn pipelined_sum(
+    pub(crate) async fn pipelined_sum(
         &self,
         sha: &str,
         calls: Vec<(Vec<String>, Vec<Value>)>,
@@ -341,121 +328,6 @@ impl SessionStore for RedisStore {
         let mut sessions = codec::session_list(user, reply)?;
         sessions.sort_by_key(|s| std::cmp::Reverse(s.renewed_at));
         Ok(sessions)
-    }
-}
-
-#[async_trait]
-impl UserCache for RedisStore {
-    fn tier(&self) -> &'static str {
-        TIER
-    }
-
-    async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
-        self.ensure_trusted()?;
-        let value: Value =
-            self.shared.pool.get(self.shared.keys.user(id)).await.map_err(RedisError::from)?;
-        Ok(codec::user_from_value(&value)?)
-    }
-
-    async fn put_user(&self, user: &User) -> StoreResult<()> {
-        Ok(self.set_user(&self.shared.pool, user).await.map_err(RedisError::from)?)
-    }
-
-    async fn invalidate_user(&self, id: UserId) -> StoreResult<()> {
-        let args: Vec<Value> =
-            vec![self.shared.keys.channel().into(), Invalidation::User(id).encode().into()];
-        let _: i64 = self
-            .shared
-            .scripts
-            .invalidate_user
-            .call(&self.shared.pool, vec![self.shared.keys.user(id)], args)
-            .await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl VerificationStore for RedisStore {
-    fn tier(&self) -> &'static str {
-        TIER
-    }
-
-    async fn put_verification(&self, verification: &Verification) -> StoreResult<()> {
-        let remaining = (verification.expires_at - self.now()).to_std().unwrap_or_default();
-        if remaining.is_zero() {
-            return Ok(()); // Already expired: nothing a read could return.
-        }
-        let keys = &self.shared.keys;
-        let hex = verification.hash.to_hex();
-        let ttl = millis(remaining);
-        // The set first: a verification missing from it could not be superseded.
-        let set = keys.verification_set(verification.user, verification.purpose);
-        let _: i64 = self
-            .shared
-            .scripts
-            .add_to_set
-            .call(&self.shared.pool, vec![set], vec![hex.into(), ttl.clone().into()])
-            .await?;
-        let args: Vec<Value> = vec![
-            verification.purpose.as_str().into(),
-            micros(verification.expires_at).into(),
-            codec::verification_json(verification)?.into(),
-            ttl.into(),
-        ];
-        let _: i64 = self
-            .shared
-            .scripts
-            .put_verification
-            .call(&self.shared.pool, vec![keys.verification(&verification.hash)], args)
-            .await?;
-        Ok(())
-    }
-
-    async fn consume(
-        &self,
-        hash: &TokenHash,
-        purpose: Purpose,
-    ) -> StoreResult<Option<Verification>> {
-        self.ensure_trusted()?;
-        let keys = &self.shared.keys;
-        let args: Vec<Value> = vec![purpose.as_str().into(), micros(self.now()).into()];
-        let reply: Option<String> = self
-            .shared
-            .scripts
-            .consume
-            .call(&self.shared.pool, vec![keys.verification(hash)], args)
-            .await?;
-        let Some(json) = reply else { return Ok(None) };
-        let verification = codec::verification_from_json(&json)?;
-        // Housekeeping only: a stale set member is skipped by delete_verifications.
-        let set = keys.verification_set(verification.user, verification.purpose);
-        if let Err(e) = self.shared.pool.srem::<i64, _, _>(set, hash.to_hex()).await {
-            tracing::debug!(error = %e, "could not drop a consumed verification from its set");
-        }
-        Ok(Some(verification))
-    }
-
-    async fn delete_verifications(&self, user: UserId, purpose: Purpose) -> StoreResult<u64> {
-        let keys = &self.shared.keys;
-        let set = keys.verification_set(user, purpose);
-        let members: Vec<String> =
-            self.shared.pool.smembers(&set).await.map_err(RedisError::from)?;
-        if members.is_empty() {
-            return Ok(0);
-        }
-        let now = micros(self.now());
-        let calls = members
-            .iter()
-            .filter_map(|m| TokenHash::from_hex(m))
-            .map(|h| {
-                (vec![keys.verification(&h)], vec![purpose.as_str().into(), now.clone().into()])
-            })
-            .collect();
-        let deleted =
-            self.pipelined_sum(self.shared.scripts.drop_verification.sha(), calls).await?;
-        // Remove exactly what was read: a verification added meanwhile stays findable.
-        let _: i64 = self.shared.pool.srem(&set, members).await.map_err(RedisError::from)?;
-        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 }
 
