@@ -20,6 +20,9 @@
 //! the property it broke. The test crate needs `tokio` (macros, rt-multi-thread) as a
 //! dev-dependency. Every store must take all expiry decisions from the clock it is given.
 //!
+//! With the `servers` feature, [`servers`] starts redis-server processes (single, TLS,
+//! Cluster, Sentinel) for the tests that need their own.
+//!
 //! This crate is only ever a dev-dependency.
 
 use std::io::Write as _;
@@ -31,6 +34,8 @@ use chrono::Duration;
 
 pub mod cleanup;
 pub mod lookup;
+#[cfg(feature = "servers")]
+pub mod servers;
 pub mod session;
 pub mod user;
 pub mod verification;

@@ -6,8 +6,6 @@
 //! Process management (kill, restart, signals) blocks, so it runs on tokio's blocking
 //! pool: the load generators keep both worker threads.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +24,9 @@ use cache_testkit::{random_user, sample_session, service_url};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
-use support::{RedisServer, memory, redis_server_available, stack, unique_prefix, wait_trusted};
+use crate::support::{
+    RedisServer, memory, redis_server_available, stack, unique_prefix, wait_trusted,
+};
 
 /// Runs blocking process management off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -12,8 +12,6 @@
 //!   what the store wrote there is lost with the demotion, and the replay on the
 //!   reconnect that follows restores every revocation (docs/redis.md).
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,14 +21,14 @@ use cache_core::{Breaker, BreakerConfig, ManualClock, SessionKey, SessionStore, 
 use cache_redis::{RedisConfig, RedisStore};
 use cache_testkit::{random_user, sample_session};
 
-use support::{RedisSentinelSet, test_config, wait_trusted};
+use crate::support::{RedisSentinelSet, test_config, wait_trusted};
 
 /// One set for the conformance suites. A `static` is never dropped: its processes are
 /// killed by their watchdogs when this test binary exits.
 static SET: OnceLock<RedisSentinelSet> = OnceLock::new();
 
 async fn sentinel(clock: Arc<ManualClock>) -> Option<RedisStore> {
-    if !support::redis_server_available() {
+    if !crate::support::redis_server_available() {
         return None;
     }
     let url =
@@ -61,7 +59,7 @@ const AFTER_FAILOVER: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_under_validations_and_revocations_revives_nothing() {
-    if !support::redis_server_available() {
+    if !crate::support::redis_server_available() {
         return;
     }
     let set = Arc::new(

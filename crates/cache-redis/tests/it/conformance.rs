@@ -7,14 +7,12 @@
 //! The expired-cleanup suite does not apply: Redis expires keys by their TTL (the
 //! remaining life), so `delete_expired_*` has nothing to find and returns nothing.
 
-mod support;
-
 use std::sync::{Arc, OnceLock};
 
 use cache_core::ManualClock;
 use cache_redis::RedisStore;
 
-use support::{RedisCluster, Stack, memory, stack, test_config};
+use crate::support::{RedisCluster, Stack, memory, stack, test_config};
 
 /// A store on the Redis at `REDIS_URL`; `None` (skipped) when unset.
 async fn redis(clock: Arc<ManualClock>) -> Option<RedisStore> {
@@ -43,7 +41,7 @@ static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
 
 /// A store on the test Cluster (always runs: it needs only `redis-server` on PATH).
 async fn cluster(clock: Arc<ManualClock>) -> Option<RedisStore> {
-    if !support::redis_server_available() {
+    if !crate::support::redis_server_available() {
         return None;
     }
     let url = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(RedisCluster::start).url())

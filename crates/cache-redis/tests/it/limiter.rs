@@ -2,8 +2,6 @@
 //! instances, decisions identical to the reference log over random schedules, and the
 //! per-instance fallback when a Redis of the test's own is killed.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -16,7 +14,7 @@ use cache_memory::MemoryRateLimiter;
 use cache_redis::{RedisRateLimiter, RedisStore};
 use cache_testkit::service_url;
 
-use support::{RedisServer, redis_server_available, test_config};
+use crate::support::{RedisServer, redis_server_available, test_config};
 
 async fn limiter(url: &str, prefix: &str, clock: &Arc<ManualClock>) -> RedisRateLimiter {
     let config =
@@ -33,7 +31,7 @@ fn key() -> RateKey {
 async fn parallel_attempts_on_two_instances_admit_exactly_the_limit() {
     let Some(url) = service_url("REDIS_URL") else { return };
     let clock = ManualClock::starting_now();
-    let prefix = support::unique_prefix("rl");
+    let prefix = crate::support::unique_prefix("rl");
     let a = Arc::new(limiter(&url, &prefix, &clock).await);
     let b = Arc::new(limiter(&url, &prefix, &clock).await);
     let (key, limit) = (key(), Limit::new(10, Duration::from_secs(300)));
@@ -81,7 +79,7 @@ impl Rng {
 async fn decisions_match_the_reference_log_over_random_schedules() {
     let Some(url) = service_url("REDIS_URL") else { return };
     let clock = ManualClock::starting_now();
-    let redis = limiter(&url, &support::unique_prefix("rl"), &clock).await;
+    let redis = limiter(&url, &crate::support::unique_prefix("rl"), &clock).await;
     let seed = UserId::random().unwrap().get().unsigned_abs() | 1;
     let mut rng = Rng(seed);
     for round in 0..20 {
@@ -154,7 +152,7 @@ async fn decisions_are_exact_on_a_cluster() {
     if !redis_server_available() {
         return;
     }
-    let cluster = tokio::task::spawn_blocking(support::RedisCluster::start).await.unwrap();
+    let cluster = tokio::task::spawn_blocking(crate::support::RedisCluster::start).await.unwrap();
     let clock = ManualClock::starting_now();
     let store = RedisStore::connect(test_config(&cluster.url(), "rl-cluster"), clock.clone())
         .await

@@ -7,8 +7,6 @@
 
 #![cfg(feature = "tls")]
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use cache_redis::{RedisConfig, RedisStore};
 use cache_testkit::{random_user, sample_session};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
-use support::{RedisServer, redis_server_available, temp_dir, test_config, wait_trusted};
+use crate::support::{RedisServer, redis_server_available, temp_dir, test_config, wait_trusted};
 use tempfile::TempDir;
 
 /// PEM files of a throw-away CA and of a server certificate it signed for 127.0.0.1 and

@@ -3,8 +3,6 @@
 //! starting without Redis, the invalidation listener (on a Cluster, and flushing when its
 //! connection drops), and the read-time revocation checks of `get_with_user`.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +21,7 @@ use cache_redis::{InvalidationListener, RedisConfig, RedisStore};
 use cache_testkit::{random_user, sample_session, sample_verification, service_url};
 use futures::StreamExt;
 
-use support::{
+use crate::support::{
     RedisCluster, RedisServer, free_port, memory, redis_server_available, test_config, wait_trusted,
 };
 
@@ -194,7 +192,7 @@ async fn starts_without_redis_and_recovers_when_it_appears() {
     let clock = ManualClock::starting_now();
     let config = RedisConfig {
         url: format!("redis://127.0.0.1:{port}"),
-        key_prefix: support::unique_prefix("late"),
+        key_prefix: crate::support::unique_prefix("late"),
         ..RedisConfig::default()
     };
     let store = RedisStore::connect(config, clock.clone()).await.unwrap();

@@ -1,52 +1,22 @@
-//! Shared helpers of the cache-redis tests: store configs with a unique key prefix, and
-//! redis-server processes (single, TLS-only, or a 3-master Cluster) on free loopback
-//! ports.
+//! Test servers: redis-server processes (single, TLS-only, a 3-master Cluster, or a
+//! master, replica and sentinel) on free loopback ports, for the tests of every crate
+//! that start, freeze, kill or restart their own. Behind the `servers` feature, so only
+//! the test binaries that need it build it.
 //!
 //! Every process a test starts is killed when its guard is dropped, including on panic.
 //! As a second line of defence each one also gets a watchdog shell that kills it once
 //! the test binary has exited, so even a process held by a `static` (never dropped) or a
-//! test binary killed mid-run leaves nothing behind.
+//! test binary killed mid-run leaves nothing behind. Waiting here is synchronous (a
+//! thread sleep between polls): call it before the stores under test run, or from a
+//! blocking thread.
 
-#![allow(dead_code)] // Each test binary uses a different subset.
-
-use std::net::TcpListener;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use cache_core::{Breaker, BreakerConfig, SharedClock, Tiered, UserId};
-use cache_memory::{MemoryConfig, MemoryStore};
-use cache_redis::{RedisConfig, RedisStore};
-use cache_sql::SqlStore;
 use tempfile::TempDir;
-
-/// The production composition: memory, then Redis behind a breaker, then SQL.
-pub type Stack = Tiered<MemoryStore, Tiered<Breaker<RedisStore>, SqlStore>>;
-
-/// Composes a stack. Redis gets `sql` as its revocation journal (as in production) and
-/// is waited for until it has replayed it.
-pub async fn stack(memory: MemoryStore, redis: RedisStore, sql: SqlStore) -> Stack {
-    redis.set_journal(Arc::new(sql.clone()));
-    wait_trusted(&redis, Duration::from_secs(10)).await;
-    let redis = Breaker::new(redis, cache_redis::TIER, BreakerConfig::default());
-    Tiered::new(memory, Tiered::new(redis, sql))
-}
-
-/// A memory tier with the default settings.
-pub fn memory(clock: SharedClock) -> MemoryStore {
-    MemoryStore::new(MemoryConfig::default(), clock)
-}
-
-/// Waits until `redis` trusts its server (connected and journal replayed).
-pub async fn wait_trusted(redis: &RedisStore, timeout: Duration) {
-    let start = Instant::now();
-    while !redis.is_trusted() {
-        assert!(start.elapsed() < timeout, "redis store not trusted within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// Whether tests may start their own redis-server (records a skip when not).
 pub fn redis_server_available() -> bool {
@@ -57,29 +27,9 @@ pub fn redis_server_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        cache_testkit::skip("redis-server is not on PATH");
+        crate::skip("redis-server is not on PATH");
     }
     found
-}
-
-/// A key prefix no other test (or run) uses.
-pub fn unique_prefix(tag: &str) -> String {
-    format!("test:{tag}:{}:", UserId::random().unwrap())
-}
-
-/// A config for tests: unique prefix, small pool, short-lived fences (the samples live a
-/// day at most), and a command timeout generous enough for a loaded 2-core machine, since
-/// conformance tests check behaviour, not latency.
-pub fn test_config(url: &str, tag: &str) -> RedisConfig {
-    RedisConfig {
-        url: url.to_owned(),
-        key_prefix: unique_prefix(tag),
-        command_timeout: Duration::from_secs(2),
-        pool_size: 2,
-        user_ttl: Duration::from_secs(3600),
-        fence_ttl: Duration::from_secs(26 * 3600),
-        ..RedisConfig::default()
-    }
 }
 
 /// A TCP port nothing listens on now (nor, for Cluster nodes, on port + 10000: the
@@ -99,7 +49,7 @@ pub fn free_port(with_bus: bool) -> u16 {
 
 /// A new temporary directory, removed on drop.
 pub fn temp_dir(tag: &str) -> TempDir {
-    TempDir::with_prefix(format!("cache-redis-{tag}-")).unwrap()
+    TempDir::with_prefix(format!("redis-test-{tag}-")).unwrap()
 }
 
 /// Kills `pid` once this test process is gone.
@@ -124,6 +74,7 @@ fn signal(pid: u32, sig: &str) {
 
 /// One redis-server on a loopback port, killed on drop.
 pub struct RedisServer {
+    /// Its loopback port.
     pub port: u16,
     dir: TempDir,
     args: Vec<String>,
@@ -245,7 +196,7 @@ impl RedisServer {
                 if lower.contains("tls") && lower.contains("not supported")
                     || lower.contains("bad directive")
                 {
-                    cache_testkit::skip("this redis-server was built without TLS support");
+                    crate::skip("this redis-server was built without TLS support");
                     return None;
                 }
                 panic!("redis-server --tls-port exited ({status}): {text}");
@@ -357,13 +308,28 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether the server on `port` answers `PING` (plain TCP, so starting a server needs
+/// no `redis-cli`).
+pub fn pong(port: u16) -> bool {
+    let timeout = Duration::from_secs(1);
+    let Ok(mut conn) = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), timeout)
+    else {
+        return false;
+    };
+    let mut reply = [0u8; 7];
+    conn.set_read_timeout(Some(timeout)).is_ok()
+        && conn.write_all(b"PING\r\n").is_ok()
+        && conn.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
 // Synchronous on purpose: process management runs before the store exists (or on a
 // blocking thread), where a thread sleep is the honest way to wait.
 #[allow(clippy::disallowed_methods)]
 fn wait_for_ping(port: u16, timeout: Duration) {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if cli(port, &["ping"]).trim() == "PONG" {
+        if pong(port) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -373,6 +339,7 @@ fn wait_for_ping(port: u16, timeout: Duration) {
 
 /// A Redis Cluster of 3 masters (no replicas) on free loopback ports, killed on drop.
 pub struct RedisCluster {
+    /// The three masters.
     pub nodes: Vec<RedisServer>,
 }
 
@@ -439,8 +406,11 @@ impl RedisCluster {
 /// A master, one replica and one sentinel monitoring them as `mymaster` (quorum 1), on
 /// free loopback ports, killed on drop.
 pub struct RedisSentinelSet {
+    /// The master at start.
     pub master: RedisServer,
+    /// Its replica.
     pub replica: RedisServer,
+    /// The sentinel monitoring both.
     pub sentinel: RedisServer,
 }
 

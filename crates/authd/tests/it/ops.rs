@@ -1,5 +1,5 @@
 //! Operations tests: `/metrics` (parsed as Prometheus text, counters moving exactly as a
-// tidy: long-file one integration suite; moving it into tests/it/ modules with shared helpers is pending (issue 18)
+// tidy: long-file the operations suite (metrics and their Prometheus parser, readiness, janitor, warm-up, dashboards); splitting it by subject is pending (issue 18)
 //! scripted scenario predicts), `/health/ready` while a Redis of the test's own is killed
 //! and restarted, the janitor over 100,000 seeded sessions with validations running,
 //! Redis index clean-up, cache warming, the analytics endpoint, and the dashboard and
@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -40,10 +39,11 @@ use tempfile::TempDir;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use crate::support::{PASSWORD, init_logs, own_redis, random_hex, temp_dir};
+
 /// Held by every test (see the module docs).
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-const PASSWORD: &str = "correct horse battery staple";
 const ADMIN_TOKEN: &str = "ops-test-admin-token-0123456789abcdef";
 
 // ---------------------------------------------------------------------------------------
@@ -55,23 +55,6 @@ enum Setup {
     Sqlite,
     Postgres,
     Full,
-}
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    cache_core::token::fill_random(&mut bytes).unwrap();
-    hex::encode(bytes)
-}
-
-/// A new temporary directory, removed on drop.
-fn temp_dir(tag: &str) -> TempDir {
-    TempDir::with_prefix(format!("authd-ops-{tag}-")).unwrap()
-}
-
-fn init_logs() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        authd::telemetry::init_tracing(authd::settings::LogFormat::Text);
-    }
 }
 
 /// The SQL store of `setup` (`None` after a skip line when its server is not configured).
@@ -676,106 +659,6 @@ async fn analytics_needs_the_admin_token_and_a_sane_range() {
 // /health/ready with a Redis of the test's own, killed and restarted
 // ---------------------------------------------------------------------------------------
 
-/// A TCP port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Kills `pid` once this test process is gone (a second line of defence behind `Drop`).
-fn watchdog(pid: u32) -> Option<Child> {
-    let me = std::process::id();
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null"
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()
-}
-
-/// A redis-server on a loopback port, no persistence, killed on drop.
-struct RedisServer {
-    port: u16,
-    dir: TempDir,
-    child: Option<Child>,
-    watchdog: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts one; `None` (after a skip line) when redis-server is not installed.
-    async fn start() -> Option<Self> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            cache_testkit::skip("redis-server is not on PATH");
-            return None;
-        }
-        let mut server =
-            Self { port: free_port(), dir: temp_dir("redis"), child: None, watchdog: None };
-        server.spawn().await;
-        Some(server)
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--dir", &self.dir.path().display().to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.watchdog = watchdog(child.id());
-        self.child = Some(child);
-        let start = Instant::now();
-        while !self.answers_ping().await {
-            assert!(start.elapsed() < Duration::from_secs(10), "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn answers_ping(&self) -> bool {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").await.is_ok()
-            && stream.read_exact(&mut reply).await.is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: no shutdown, no save.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(mut dog) = self.watchdog.take() {
-            let _ = dog.kill();
-            let _ = dog.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 /// Polls `/health/ready` until its status is `want`; returns the last body.
 async fn wait_ready_status(app: &TestApp, want: &str, within: Duration) -> Value {
     let start = Instant::now();
@@ -794,7 +677,7 @@ async fn wait_ready_status(app: &TestApp, want: &str, within: Duration) -> Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_is_degraded_while_its_redis_is_killed_and_ok_when_it_returns() {
     let _serial = SERIAL.lock().await;
-    let Some(mut redis) = RedisServer::start().await else { return };
+    let Some(mut redis) = own_redis() else { return };
     let url = redis.url();
     let Some(app) = spawn_app(Setup::Sqlite, |s| {
         s.redis.url = Some(url.into());
@@ -844,7 +727,7 @@ async fn ready_is_degraded_while_its_redis_is_killed_and_ok_when_it_returns() {
         app.get("/v1/me", Some(&cookie)).await.expect(200);
     }
 
-    redis.spawn().await;
+    redis.restart();
     // Requests keep flowing. An open breaker closes on the first request that reaches
     // Redis after its probe interval (memory hits do not): a login writes through.
     let start = Instant::now();

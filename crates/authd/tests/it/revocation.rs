@@ -26,12 +26,10 @@ use cache_redis::fred::interfaces::KeysInterface as _;
 use futures::future::join_all;
 use tempfile::TempDir;
 
+use crate::support::{RedisServer, own_redis};
+
 /// How long a test waits for anything; far above the 1 s the design promises, so that
 /// only a real failure (the memory TTL, 30 s) trips it.
-#[path = "support/own_redis.rs"]
-mod own_redis;
-use own_redis::OwnRedis;
-
 const DEADLINE: Duration = Duration::from_secs(10);
 const PREFIX: &str = "revoke:";
 
@@ -212,7 +210,7 @@ enum Fault {
 /// One trial: a session B has seen (or, for `RevokerDies`, that only Redis holds for B),
 /// revoked on A under `fault`; returns how long after the start of A's revoke B first
 /// refused it.
-async fn trial(env: &Env, redis: Option<&mut OwnRedis>, fault: Fault) -> Duration {
+async fn trial(env: &Env, redis: Option<&mut RedisServer>, fault: Fault) -> Duration {
     let (token, session) = env.session().await;
     let cookie = token.encode();
     if fault == Fault::RevokerDies {
@@ -225,8 +223,8 @@ async fn trial(env: &Env, redis: Option<&mut OwnRedis>, fault: Fault) -> Duratio
     }
     let mut redis = redis;
     match (fault, redis.as_deref_mut()) {
-        (Fault::Frozen, Some(r)) => r.freeze(),
-        (Fault::Killed, Some(r)) => r.kill(),
+        (Fault::Frozen, Some(r)) => r.pause(),
+        (Fault::Killed, Some(r)) => r.kill9(),
         _ => {}
     }
     let start = Instant::now();
@@ -252,11 +250,11 @@ async fn trial(env: &Env, redis: Option<&mut OwnRedis>, fault: Fault) -> Duratio
     }
     match (fault, redis) {
         (Fault::Frozen, Some(r)) => {
-            r.thaw();
+            r.resume();
             env.redis_healthy().await;
         }
         (Fault::Killed, Some(r)) => {
-            r.spawn().await;
+            r.restart();
             env.redis_healthy().await;
         }
         _ => {}
@@ -273,9 +271,9 @@ async fn trial(env: &Env, redis: Option<&mut OwnRedis>, fault: Fault) -> Duratio
 async fn run_case(fault: Fault, n: usize) -> Option<Vec<Duration>> {
     let mut redis = match fault {
         Fault::Absent => None,
-        _ => Some(OwnRedis::start().await?),
+        _ => Some(own_redis()?),
     };
-    let url = redis.as_ref().map(OwnRedis::url);
+    let url = redis.as_ref().map(RedisServer::url);
     let env = Env::new(url.as_deref(), 2).await;
     env.redis_healthy().await;
     if fault == Fault::RevokerDies {

@@ -3,8 +3,6 @@
 //! cross-instance invalidation (F4), the stampede on one session (F6), and concurrent
 //! logins followed by a revoke-all.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,7 @@ use cache_sql::SqlStore;
 use cache_testkit::{random_user, sample_session, service_url};
 use futures::future::join_all;
 
-use support::{Stack, memory, stack, test_config};
+use crate::support::{Stack, memory, stack, test_config};
 
 /// Both service URLs, or `None` (skipped).
 fn services() -> Option<(String, String)> {

@@ -1,5 +1,5 @@
 //! Abuse protection over HTTP, on real `authd` instances (issue 5, items 1-4):
-// tidy: long-file one integration suite; moving it into tests/it/ modules with shared helpers is pending (issue 18)
+// tidy: long-file the abuse-protection suite of the running app (limits, blocks, CSRF, proxies, fingerprints); splitting it by subject is pending (issue 18)
 //!
 //! 1. Two instances sharing Redis (a redis-server this test starts) and SQL: 200 parallel
 //!    wrong-password logins for one account admit exactly the configured number; spread
@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use authd::Application;
@@ -38,26 +38,19 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
+use crate::support::{
+    PASSWORD, decode_quoted_printable, own_redis, random_email, random_hex, token_in_dir,
+};
+
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
 
-const PASSWORD: &str = "correct horse battery staple";
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef-XYZ";
 /// `public_base_url` of every instance (the CSRF check compares `Origin` with it). Plain
 /// http: the instances serve plain http with `cookie.secure = false`, and an https base
 /// URL with an insecure cookie is refused at start-up.
 const PUBLIC: &str = "http://auth.example.test";
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    cache_core::token::fill_random(&mut bytes).unwrap();
-    hex::encode(bytes)
-}
-
-fn random_email() -> String {
-    format!("user-{}@example.com", random_hex(6))
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -258,57 +251,6 @@ impl Env {
     }
 }
 
-/// The token of the newest mail to `to` with a link to `path`.
-fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
-    let mut newest: Option<(SystemTime, String)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
-        let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
-        let text = decode_quoted_printable(&raw);
-        let to_line = format!("to: {}", to.to_ascii_lowercase());
-        if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
-            continue;
-        }
-        let marker = format!("{path}#token=");
-        let Some(i) = text.find(&marker) else { continue };
-        let token: String = text[i + marker.len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
-        let modified = entry.metadata().ok()?.modified().ok()?;
-        if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
-            newest = Some((modified, token));
-        }
-    }
-    newest.map(|(_, token)| token)
-}
-
-/// A mail's text with a quoted-printable body decoded.
-fn decode_quoted_printable(raw: &str) -> String {
-    let quoted = raw
-        .lines()
-        .any(|l| l.trim().eq_ignore_ascii_case("content-transfer-encoding: quoted-printable"));
-    if !quoted {
-        return raw.to_owned();
-    }
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Polls `check` until it holds, for at most `within` (instances refresh their block
 /// snapshot every 100 ms here).
 async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
@@ -322,10 +264,6 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-#[path = "support/own_redis.rs"]
-mod own_redis;
-use own_redis::OwnRedis;
 
 /// `n` wrong-password logins for `email` at once, the i-th through instance
 /// `instances[i % len]` from address `from(i)`; returns the statuses and one 429.
@@ -357,7 +295,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_limits_hold_across_instances_addresses_and_a_redis_outage() {
-    let Some(mut redis) = OwnRedis::start().await else { return };
+    let Some(mut redis) = own_redis() else { return };
     let mut env = Env::new().await;
     let prefix = format!("abuse-{}:", random_hex(6));
     for _ in 0..2 {
@@ -403,7 +341,7 @@ async fn login_limits_hold_across_instances_addresses_and_a_redis_outage() {
 
             // Redis dies: each instance's own limiter takes over, and holds.
             tokio::task::spawn_blocking(move || {
-                redis.kill();
+                redis.kill9();
                 redis
             })
             .await
@@ -1305,7 +1243,7 @@ async fn journal_rows(env: &Env) -> usize {
 /// the abuse limits on, such logouts count as unknown tokens like on any other route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logouts_with_made_up_cookies_write_nothing() {
-    let Some(redis) = OwnRedis::start().await else { return };
+    let Some(redis) = own_redis() else { return };
     let mut env = Env::new().await;
     let url = redis.url();
     env.start(|s| {
