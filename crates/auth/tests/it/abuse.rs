@@ -3,17 +3,16 @@
 //! blocks, per-account limits on resends and reset requests, and the fingerprint
 //! policies, over the memory tier and the in-memory limiter and block list.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{Harness, PASSWORD, client, test_config, unique_email};
 use auth::{
     Abuse, AbuseConfig, AuthConfig, AuthError, AuthService, ClientInfo, FingerprintPolicy,
     LoginInput,
 };
 use cache_core::{BlockReason, Limit};
 use cache_memory::{MemoryBlockList, MemoryRateLimiter};
-use crate::common::{Harness, PASSWORD, client, test_config, unique_email};
 
 fn guarded(h: &Harness, config: AbuseConfig) -> AuthService {
     let abuse = Abuse::new(

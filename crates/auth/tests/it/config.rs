@@ -1,10 +1,9 @@
 //! Configuration checks of `AuthService::new`, and the production argon2 parameters end
 //! to end (the only tests that pay for them).
 
-
+use crate::common::{Harness, PASSWORD, test_config, unique_email};
 use auth::{Argon2Params, AuthConfig, AuthError, AuthService, PasswordPolicy};
 use chrono::Duration;
-use crate::common::{Harness, PASSWORD, test_config, unique_email};
 
 fn build(h: &Harness, config: AuthConfig) -> Result<AuthService, AuthError> {
     AuthService::new(config, h.stores.clone(), h.mailer.clone(), h.clock.clone())

@@ -2,9 +2,9 @@
 //! outage is `Unavailable` (or `Internal` for corrupt data), never a false success, and
 //! renewal is a compare-and-set that cannot revive a revoked session.
 
-
 use std::sync::Arc;
 
+use crate::common::{Harness, PASSWORD, client, token_in, unique_email};
 use async_trait::async_trait;
 use auth::{AuthError, AuthService, LoginInput, RegisterInput, Stores};
 use cache_core::{
@@ -13,7 +13,6 @@ use cache_core::{
     StoreResult, TokenHash, User, UserCache, UserId, Verification, VerificationStore,
 };
 use chrono::{DateTime, Duration, Utc};
-use crate::common::{Harness, PASSWORD, client, token_in, unique_email};
 
 /// Which error a [`Down`] store answers with.
 #[derive(Clone, Copy)]

@@ -2,10 +2,9 @@
 // tidy: long-file every flow end to end on the reference stores, one test each; grouping them into tests/it/ modules is issue 18's next step
 //! manual clock.
 
-
+use crate::common::{Harness, PASSWORD, client, token_in, unique_email};
 use auth::{AuthError, MailKind, RegisterInput};
 use chrono::Duration;
-use crate::common::{Harness, PASSWORD, client, token_in, unique_email};
 
 #[tokio::test]
 async fn register_verify_login_validate_logout() {

@@ -2,11 +2,11 @@
 //! subscriber capturing all levels, and the output is searched for every token, password
 //! and hash the flows handled.
 
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
+use crate::common::{Harness, PASSWORD, unique_email};
 use async_trait::async_trait;
 use auth::{
     AuthService, FileMailer, MailError, Mailer, OutgoingMail, RegisterInput, SmtpConfig,
@@ -14,7 +14,6 @@ use auth::{
 };
 use cache_core::{MockUserCache, StoreError};
 use chrono::Duration;
-use crate::common::{Harness, PASSWORD, unique_email};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

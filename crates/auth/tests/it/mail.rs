@@ -2,15 +2,14 @@
 //! a loopback port, the link read out of the received message and used; one `.eml` per
 //! message through the file transport; and a mail failure that does not fail the flow.
 
-
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use crate::common::{PASSWORD, test_config, unique_email};
 use auth::{
     AuthService, FileMailer, MailError, MailKind, Mailer, OutgoingMail, RegisterInput, SmtpConfig,
     SmtpMailer, SmtpTls,
 };
-use crate::common::{PASSWORD, test_config, unique_email};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
