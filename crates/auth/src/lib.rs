@@ -12,10 +12,14 @@ pub mod abuse;
 pub mod config;
 pub mod error;
 pub mod mail;
-mod password;
-pub mod passwords;
+pub mod password;
 mod service;
 mod validate;
+
+/// The bundled breach list, by its former path (now [`password::common_password_count`]).
+pub mod passwords {
+    pub use crate::password::common_password_count;
+}
 
 pub use abuse::{Abuse, AbuseConfig, Action, Detector, Scope};
 pub use config::{Argon2Params, AuthConfig, FingerprintPolicy, PasswordPolicy};

@@ -29,22 +29,24 @@ mod bulk;
 mod codec;
 mod config;
 mod error;
-mod impls;
 mod keys;
 mod limiter;
 mod listener;
 mod scripts;
+mod sessions;
 mod store;
+mod users;
+mod verifications;
 
 pub use fred;
 
 pub use analytics::{DayDelta, DayFigures};
 pub use bulk::BULK_PIPELINE;
 pub use config::{RedisConfig, TLS_COMPILED, url_uses_tls};
-pub use impls::TIER;
 pub use keys::session_key;
 pub use limiter::{LIMITER_TIER, RedisRateLimiter};
 pub use listener::{InvalidationListener, InvalidationTarget};
+pub use sessions::TIER;
 pub use store::{RedisInfo, RedisStore};
 
 /// The README's examples, compiled and run as doctests.

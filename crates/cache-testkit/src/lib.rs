@@ -9,6 +9,8 @@ use chrono::Duration;
 
 pub mod cleanup;
 pub mod lookup;
+#[cfg(feature = "servers")]
+pub mod servers;
 pub mod session;
 pub mod user;
 pub mod verification;
