@@ -1,8 +1,8 @@
 //! Tidy checks: rules of the codebase that a test enforces rather than memory.
 //! - every Rust source file starts with a `//!` doc comment;
 //! - crates depend only downward (see docs/ARCHITECTURE.md), `cache-core` on no driver
-//!   or framework, `cache-testkit` only as a dev-dependency, only `authd` on actix-web;
-//!   `xtask` is on top: nothing depends on it;
+//!   or framework, `cache-testkit` only as a dev-dependency, only the HTTP crates
+//!   (`auth-actix`, `authd`) on actix-web; `xtask` is on top: nothing depends on it;
 //! - no library source reads the environment (only `authd` knows configuration);
 //! - a source file over 600 lines says why at its top (`// tidy: long-file <reason>`);
 //! - no import circle between the top-level modules of a crate.
@@ -50,12 +50,22 @@ fn every_source_file_starts_with_a_module_doc() {
     assert!(missing.is_empty(), "files without a leading `//!` doc: {missing:#?}");
 }
 
-/// Names of the dependencies in `[table]` of a manifest.
+/// Names of the dependencies in `[table]` of a manifest: the package's name, also when
+/// the dependency is renamed (`auth` is the package `tiered-auth`).
 fn deps(manifest: &toml::Table, table: &str) -> Vec<String> {
-    manifest
-        .get(table)
-        .and_then(|t| t.as_table())
-        .map_or_else(Vec::new, |t| t.keys().cloned().collect())
+    let Some(table) = manifest.get(table).and_then(|t| t.as_table()) else { return Vec::new() };
+    table
+        .iter()
+        .map(|(key, spec)| {
+            let package = spec.get("package").and_then(|p| p.as_str());
+            // `auth.workspace = true` takes the workspace's `package = "tiered-auth"`.
+            match (package, key.as_str()) {
+                (Some(p), _) => p.to_owned(),
+                (None, "auth") => "tiered-auth".to_owned(),
+                (None, k) => k.to_owned(),
+            }
+        })
+        .collect()
 }
 
 fn manifest(krate: &str) -> toml::Table {
@@ -70,7 +80,7 @@ const WORKSPACE: &[&str] = &[
     "cache-memory",
     "cache-sql",
     "cache-redis",
-    "auth",
+    "tiered-auth",
     "auth-actix",
     "authd",
 ];
@@ -82,10 +92,12 @@ const ACTIX: &[&str] = &["auth-actix", "authd"];
 fn allowed(krate: &str) -> &'static [&'static str] {
     match krate {
         "cache-core" => &[],
-        "cache-testkit" | "cache-memory" | "cache-sql" | "cache-redis" | "auth" => &["cache-core"],
-        "auth-actix" => &["cache-core", "auth"],
+        "cache-testkit" | "cache-memory" | "cache-sql" | "cache-redis" | "tiered-auth" => {
+            &["cache-core"]
+        }
+        "auth-actix" => &["cache-core", "tiered-auth"],
         "authd" => {
-            &["cache-core", "cache-memory", "cache-sql", "cache-redis", "auth", "auth-actix"]
+            &["cache-core", "cache-memory", "cache-sql", "cache-redis", "tiered-auth", "auth-actix"]
         }
         _ => &[],
     }

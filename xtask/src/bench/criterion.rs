@@ -10,8 +10,8 @@ use anyhow::Context as _;
 /// The criterion benches `cargo xtask bench` runs: (package, bench target).
 pub const BENCHES: [(&str, &str); 5] = [
     ("cache-memory", "validate"),
-    ("auth", "validate"),
-    ("auth", "argon2"),
+    ("tiered-auth", "validate"),
+    ("tiered-auth", "argon2"),
     ("cache-redis", "validate"),
     ("cache-sql", "validate"),
 ];
