@@ -263,7 +263,7 @@ fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
     let mut newest: Option<(SystemTime, String)> = None;
     for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
         let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
-        let text = decode_quoted_printable(&raw);
+        let text = mail_text(&raw);
         let to_line = format!("to: {}", to.to_ascii_lowercase());
         if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
             continue;
@@ -282,31 +282,22 @@ fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
     newest.map(|(_, token)| token)
 }
 
-/// A mail's text with a quoted-printable body decoded.
-fn decode_quoted_printable(raw: &str) -> String {
-    let quoted = raw
-        .lines()
-        .any(|l| l.trim().eq_ignore_ascii_case("content-transfer-encoding: quoted-printable"));
-    if !quoted {
-        return raw.to_owned();
-    }
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The `To:` addresses (one `To: address` line each) and the text body of a mail file,
+/// parsed by mail-parser, which undoes the transfer encoding lettre picked
+/// (quoted-printable or 8bit). Empty when the file is not a mail (yet).
+fn mail_text(raw: &str) -> String {
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return String::new();
+    };
+    let mut text: String = message
+        .to()
+        .into_iter()
+        .flat_map(|to| to.iter())
+        .filter_map(|addr| addr.address())
+        .map(|addr| format!("To: {addr}\n"))
+        .collect();
+    text.push_str(&message.body_text(0).unwrap_or_default());
+    text
 }
 
 /// Polls `check` until it holds, for at most `within` (instances refresh their block
@@ -976,7 +967,7 @@ fn mails_to(dir: &Path, to: &str) -> Vec<String> {
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .map(|raw| decode_quoted_printable(&raw))
+        .map(|raw| mail_text(&raw))
         .filter(|text| text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line))
         .collect()
 }
@@ -1428,7 +1419,7 @@ fn mail_in_dir(dir: &Path, to: &str, needles: &[&str]) -> bool {
     let to_line = format!("to: {}", to.to_ascii_lowercase());
     entries.filter_map(Result::ok).any(|entry| {
         let Ok(raw) = std::fs::read_to_string(entry.path()) else { return false };
-        let text = decode_quoted_printable(&raw);
+        let text = mail_text(&raw);
         text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line)
             && needles.iter().all(|needle| text.contains(needle))
     })

@@ -369,7 +369,7 @@ impl TestApp {
                 continue;
             }
             let Ok(raw) = std::fs::read_to_string(&file) else { continue };
-            let text = decode_quoted_printable(&raw);
+            let text = mail_text(&raw);
             let to_line = format!("to: {}", to.to_ascii_lowercase());
             if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
                 continue;
@@ -411,41 +411,36 @@ impl TestApp {
     }
 }
 
-/// The text of a mail file, with a quoted-printable body decoded (soft line breaks and
-/// `=XX` escapes). Other encodings pass through unchanged: decoding them would turn the
-/// `=9e` of a `token=9e...` link into a byte.
-fn decode_quoted_printable(raw: &str) -> String {
-    let quoted = raw
-        .lines()
-        .any(|l| l.trim().eq_ignore_ascii_case("content-transfer-encoding: quoted-printable"));
-    if !quoted {
-        return raw.to_owned();
-    }
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The `To:` addresses (one `To: address` line each) and the text body of a mail file,
+/// parsed by mail-parser, which undoes the transfer encoding lettre picked
+/// (quoted-printable or 8bit). Empty when the file is not a mail (yet).
+fn mail_text(raw: &str) -> String {
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return String::new();
+    };
+    let mut text: String = message
+        .to()
+        .into_iter()
+        .flat_map(|to| to.iter())
+        .filter_map(|addr| addr.address())
+        .map(|addr| format!("To: {addr}\n"))
+        .collect();
+    text.push_str(&message.body_text(0).unwrap_or_default());
+    text
 }
 
 #[test]
-fn mail_decoding_keeps_8bit_links_intact() {
-    let plain = "Content-Transfer-Encoding: 8bit\r\n\r\n/verify-email#token=9eAB\r\n";
-    assert_eq!(decode_quoted_printable(plain), plain);
-    let quoted = "Content-Transfer-Encoding: quoted-printable\r\n\r\n#token=3D9e=\r\nAB\r\n";
-    assert!(decode_quoted_printable(quoted).ends_with("#token=9eAB\r\n"));
+fn mail_text_decodes_quoted_printable_and_keeps_8bit_links_intact() {
+    let head = "To: a@example.test\r\nContent-Type: text/plain; charset=utf-8\r\n";
+    let plain =
+        format!("{head}Content-Transfer-Encoding: 8bit\r\n\r\n/verify-email#token=9eAB\r\n");
+    let text = mail_text(&plain);
+    assert!(text.starts_with("To: a@example.test\n"), "{text}");
+    assert!(text.contains("/verify-email#token=9eAB"), "{text}");
+    let quoted =
+        format!("{head}Content-Transfer-Encoding: quoted-printable\r\n\r\n#token=3D9e=\r\nAB\r\n");
+    let text = mail_text(&quoted);
+    assert!(text.contains("#token=9eAB"), "{text}");
 }
 
 /// Generates one `#[tokio::test]` per flow and setup.
@@ -1344,7 +1339,7 @@ fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
     let mut newest: Option<(SystemTime, String)> = None;
     for entry in entries.filter_map(|e| e.ok()) {
         let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
-        let text = decode_quoted_printable(&raw);
+        let text = mail_text(&raw);
         let to_line = format!("to: {}", to.to_ascii_lowercase());
         let marker = format!("{path}#token=");
         if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
