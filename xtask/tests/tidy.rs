@@ -5,7 +5,8 @@
 //!   (`auth-actix`, `authd`) on actix-web; `xtask` is on top: nothing depends on it;
 //! - no library source reads the environment (only `authd` knows configuration);
 //! - a source file over 600 lines says why at its top (`// tidy: long-file <reason>`);
-//! - no import circle between the top-level modules of a crate.
+//! - no import circle between the top-level modules of a crate;
+//! - no dependency needs a newer Rust than the workspace's `rust-version`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -337,4 +338,61 @@ fn no_import_circle_inside_a_crate() {
             panic!("import circle in {krate}: {}", circle.join(" -> "));
         }
     }
+}
+
+/// A `rust-version` as comparable numbers (`1.88` and `1.88.0` are equal).
+fn rust_version(text: &str) -> Vec<u64> {
+    let mut parts: Vec<u64> = text.split('.').map(|p| p.parse().unwrap_or(u64::MAX)).collect();
+    parts.resize(3, 0);
+    parts
+}
+
+/// No package of the dependency tree (every platform's, as `cargo metadata` resolves it)
+/// declares a newer `rust-version` than the workspace (README, "Requirements"): an
+/// upgrade that raises the minimum Rust fails here, so the declared one is raised on
+/// purpose, with the README, never silently.
+#[test]
+fn no_dependency_needs_a_newer_rust_than_declared() {
+    let root = root();
+    let text = fs::read_to_string(root.join("Cargo.toml")).expect("the root manifest");
+    let workspace: toml::Table = text.parse().expect("the root manifest parses");
+    let declared = workspace["workspace"]["package"]["rust-version"]
+        .as_str()
+        .expect("[workspace.package] rust-version is set")
+        .to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let resolved: std::collections::HashSet<&str> = metadata["resolve"]["nodes"]
+        .as_array()
+        .expect("a resolved tree")
+        .iter()
+        .filter_map(|node| node["id"].as_str())
+        .collect();
+    let packages = metadata["packages"].as_array().expect("packages");
+    assert!(packages.len() > 100, "found only {} packages", packages.len());
+    let newer: Vec<String> = packages
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| resolved.contains(id)))
+        .filter_map(|p| {
+            let needs = p["rust_version"].as_str()?;
+            (rust_version(needs) > rust_version(&declared))
+                .then(|| {
+                    let (name, version) = (p["name"].as_str()?, p["version"].as_str()?);
+                    Some(format!("{name} {version} needs Rust {needs}"))
+                })
+                .flatten()
+        })
+        .collect();
+    assert!(
+        newer.is_empty(),
+        "the workspace declares rust-version {declared}, but: {newer:#?}\n\
+         raise it (Cargo.toml and README \"Requirements\") or keep the older release"
+    );
 }

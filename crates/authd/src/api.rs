@@ -417,7 +417,7 @@ mod tests {
             (0..len)
                 .map(|_| {
                     let r = self.next();
-                    if r % 3 == 0 {
+                    if r.is_multiple_of(3) {
                         // Every control character.
                         char::from((r >> 8) as u8 % 0x20)
                     } else {

@@ -236,10 +236,10 @@ fn analytics_days(doc: &mut utoipa::openapi::OpenApi, retention: u32) {
         return;
     };
     for param in op.parameters.iter_mut().flatten() {
-        if param.name == "days" {
-            if let Some(RefOr::T(Schema::Object(days))) = param.schema.as_mut() {
-                days.maximum = Some(retention.into());
-            }
+        if param.name == "days"
+            && let Some(RefOr::T(Schema::Object(days))) = param.schema.as_mut()
+        {
+            days.maximum = Some(retention.into());
         }
     }
 }

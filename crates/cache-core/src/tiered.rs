@@ -386,10 +386,10 @@ impl<F: VerificationStore, B: VerificationStore> VerificationStore for Tiered<F,
     ) -> StoreResult<Option<Verification>> {
         // Single use is decided by the authority alone; the front copy is only dropped.
         let consumed = self.back.consume(hash, purpose).await?;
-        if consumed.is_some() {
-            if let Err(e) = self.front.consume(hash, purpose).await {
-                self.front_write_failed("consume", &e);
-            }
+        if consumed.is_some()
+            && let Err(e) = self.front.consume(hash, purpose).await
+        {
+            self.front_write_failed("consume", &e);
         }
         Ok(consumed)
     }

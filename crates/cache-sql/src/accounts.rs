@@ -193,39 +193,35 @@ impl SqlStore {
         limit: usize,
     ) -> StoreResult<Vec<UserId>> {
         use diesel_async::AsyncConnection as _;
-        use diesel_async::scoped_futures::ScopedFutureExt as _;
 
         let cutoff = Ts(created_before);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.count(2);
         let ids = with_conn!(self, |conn| {
-            conn.transaction::<_, SqlError, _>(|conn| {
-                async move {
-                    // The batch is a subquery on the same table, hence the alias.
-                    diesel::alias!(users as stale: StaleUsers);
-                    let batch = stale
-                        .select(stale.field(users::id))
-                        .filter(stale.field(users::email_verified).eq(false))
-                        .filter(stale.field(users::created_at).le(cutoff))
-                        .limit(limit);
-                    let ids = diesel::delete(
-                        users::table
-                            .filter(users::id.eq_any(batch))
-                            .filter(users::email_verified.eq(false)),
+            conn.transaction::<_, SqlError, _>(async move |conn| {
+                // The batch is a subquery on the same table, hence the alias.
+                diesel::alias!(users as stale: StaleUsers);
+                let batch = stale
+                    .select(stale.field(users::id))
+                    .filter(stale.field(users::email_verified).eq(false))
+                    .filter(stale.field(users::created_at).le(cutoff))
+                    .limit(limit);
+                let ids = diesel::delete(
+                    users::table
+                        .filter(users::id.eq_any(batch))
+                        .filter(users::email_verified.eq(false)),
+                )
+                .returning(users::id)
+                .load::<i64>(conn)
+                .await?;
+                if !ids.is_empty() {
+                    diesel::delete(
+                        verifications::table.filter(verifications::user_id.eq_any(ids.clone())),
                     )
-                    .returning(users::id)
-                    .load::<i64>(conn)
+                    .execute(conn)
                     .await?;
-                    if !ids.is_empty() {
-                        diesel::delete(
-                            verifications::table.filter(verifications::user_id.eq_any(ids.clone())),
-                        )
-                        .execute(conn)
-                        .await?;
-                    }
-                    Ok(ids)
                 }
-                .scope_boxed()
+                Ok(ids)
             })
             .await
         })?;

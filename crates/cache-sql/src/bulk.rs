@@ -36,22 +36,16 @@ macro_rules! bulk_insert {
             #[cfg(feature = "postgres")]
             Pool::Pg(pool) => {
                 use crate::schema::pg::*;
-                use diesel_async::scoped_futures::ScopedFutureExt as _;
                 use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
                 let mut conn = pool.get().await.map_err(|e| store.pool_error(e))?;
-                conn.transaction::<_, SqlError, _>(|conn| {
-                    async move {
-                        let mut inserted = 0;
-                        for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
-                            let values: Vec<_> = chunk.iter().map($map).collect();
-                            inserted += diesel::insert_into($table::table)
-                                .values(values)
-                                .execute(conn)
-                                .await?;
-                        }
-                        Ok(inserted)
+                conn.transaction::<_, SqlError, _>(async move |conn| {
+                    let mut inserted = 0;
+                    for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
+                        let values: Vec<_> = chunk.iter().map($map).collect();
+                        inserted +=
+                            diesel::insert_into($table::table).values(values).execute(conn).await?;
                     }
-                    .scope_boxed()
+                    Ok(inserted)
                 })
                 .await
             }

@@ -12,8 +12,10 @@
 //!
 //! - PostgreSQL: a trigger on `session_revocations` (migration `revocation_notify`)
 //!   issues `NOTIFY` in the revoking transaction, so the notification is sent exactly
-//!   when the row becomes visible. A dedicated connection (tokio-postgres: diesel-async
-//!   0.5 does not expose notifications) `LISTEN`s and wakes the follower, which reads
+//!   when the row becomes visible. A dedicated connection (tokio-postgres directly, for
+//!   its connect timeout and TCP keepalives, which diesel-async's `establish` does not
+//!   take; diesel-async's `notifications_stream` would do the rest) `LISTEN`s and wakes
+//!   the follower, which reads
 //!   the journal past the last id it saw. The read also runs on every (re)connect of
 //!   that connection and every `poll_interval`, so a lost notification costs at most a
 //!   poll interval.

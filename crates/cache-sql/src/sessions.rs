@@ -12,7 +12,6 @@ use diesel::{
     BoolExpressionMethods, ExpressionMethods, IntoSql, JoinOnDsl, NullableExpressionMethods,
     OptionalExtension, QueryDsl, QueryResult,
 };
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::TIER;
@@ -222,56 +221,53 @@ impl SessionStore for SqlStore {
     async fn put(&self, session: &Session) -> StoreResult<bool> {
         let p = SessionParams::from(session);
         let (stored, statements) = with_conn!(self, |conn| {
-            conn.transaction::<_, SqlError, _>(|conn| {
-                async move {
-                    conn.lock_user(p.user).await?;
-                    // Both statements write first and check the journal in the same
-                    // statement: each is atomic on its own (SQLite never has to upgrade a
-                    // read lock), and the PostgreSQL lock orders them against revocations.
-                    let inserted = diesel::insert_into(sessions::table)
-                        .values(
-                            diesel::select((
-                                p.hash.clone().into_sql::<Binary>(),
-                                p.user.into_sql::<BigInt>(),
-                                p.created_at.into_sql::<TsSql>(),
-                                p.renewed_at.into_sql::<TsSql>(),
-                                p.expires_at.into_sql::<TsSql>(),
-                                p.absolute_expires_at.into_sql::<TsSql>(),
-                                p.user_agent.clone().into_sql::<Nullable<Text>>(),
-                                p.ip.clone().into_sql::<Nullable<Text>>(),
-                                p.version.into_sql::<BigInt>(),
-                            ))
-                            .filter(not(exists(revoked!(p)))),
-                        )
-                        .into_columns(session_columns!())
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
-                    if inserted > 0 {
-                        return Ok((true, 1));
-                    }
-                    // Present already: only a newer snapshot of the same user's session
-                    // replaces it.
-                    let updated = diesel::update(
-                        sessions::table
-                            .filter(sessions::token_hash.eq(p.hash.clone()))
-                            .filter(sessions::user_id.eq(p.user))
-                            .filter(sessions::version.lt(p.version))
-                            .filter(not(exists(revoked!(p)))),
+            conn.transaction::<_, SqlError, _>(async move |conn| {
+                conn.lock_user(p.user).await?;
+                // Both statements write first and check the journal in the same
+                // statement: each is atomic on its own (SQLite never has to upgrade a
+                // read lock), and the PostgreSQL lock orders them against revocations.
+                let inserted = diesel::insert_into(sessions::table)
+                    .values(
+                        diesel::select((
+                            p.hash.clone().into_sql::<Binary>(),
+                            p.user.into_sql::<BigInt>(),
+                            p.created_at.into_sql::<TsSql>(),
+                            p.renewed_at.into_sql::<TsSql>(),
+                            p.expires_at.into_sql::<TsSql>(),
+                            p.absolute_expires_at.into_sql::<TsSql>(),
+                            p.user_agent.clone().into_sql::<Nullable<Text>>(),
+                            p.ip.clone().into_sql::<Nullable<Text>>(),
+                            p.version.into_sql::<BigInt>(),
+                        ))
+                        .filter(not(exists(revoked!(p)))),
                     )
-                    .set((
-                        sessions::renewed_at.eq(p.renewed_at),
-                        sessions::expires_at.eq(p.expires_at),
-                        sessions::absolute_expires_at.eq(p.absolute_expires_at),
-                        sessions::user_agent.eq(p.user_agent.clone()),
-                        sessions::ip.eq(p.ip.clone()),
-                        sessions::version.eq(p.version),
-                    ))
+                    .into_columns(session_columns!())
+                    .on_conflict_do_nothing()
                     .execute(conn)
                     .await?;
-                    Ok((updated > 0, 2))
+                if inserted > 0 {
+                    return Ok((true, 1));
                 }
-                .scope_boxed()
+                // Present already: only a newer snapshot of the same user's session
+                // replaces it.
+                let updated = diesel::update(
+                    sessions::table
+                        .filter(sessions::token_hash.eq(p.hash.clone()))
+                        .filter(sessions::user_id.eq(p.user))
+                        .filter(sessions::version.lt(p.version))
+                        .filter(not(exists(revoked!(p)))),
+                )
+                .set((
+                    sessions::renewed_at.eq(p.renewed_at),
+                    sessions::expires_at.eq(p.expires_at),
+                    sessions::absolute_expires_at.eq(p.absolute_expires_at),
+                    sessions::user_agent.eq(p.user_agent.clone()),
+                    sessions::ip.eq(p.ip.clone()),
+                    sessions::version.eq(p.version),
+                ))
+                .execute(conn)
+                .await?;
+                Ok((updated > 0, 2))
             })
             .await
         })?;
@@ -338,34 +334,31 @@ impl SessionStore for SqlStore {
         let (hash, user, now) = (key.hash.as_bytes().to_vec(), key.user.get(), self.now_ts());
         self.count(2);
         let deleted = with_conn!(self, |conn| {
-            conn.transaction::<_, SqlError, _>(|conn| {
-                async move {
-                    conn.lock_user(user).await?;
-                    let n = diesel::delete(
-                        sessions::table
-                            .filter(sessions::token_hash.eq(hash.clone()))
-                            .filter(sessions::user_id.eq(user)),
-                    )
+            conn.transaction::<_, SqlError, _>(async move |conn| {
+                conn.lock_user(user).await?;
+                let n = diesel::delete(
+                    sessions::table
+                        .filter(sessions::token_hash.eq(hash.clone()))
+                        .filter(sessions::user_id.eq(user)),
+                )
+                .execute(conn)
+                .await?;
+                // Nothing to journal when no session was here: the session never
+                // existed (a made-up token, which must cost no state anywhere), or
+                // its deletion was journaled when it happened. Caches only ever hold
+                // sessions this table held.
+                if n == 0 {
+                    return Ok(false);
+                }
+                diesel::insert_into(session_revocations::table)
+                    .values((
+                        session_revocations::user_id.eq(user),
+                        session_revocations::token_hash.eq(Some(hash)),
+                        session_revocations::revoked_at.eq(now),
+                    ))
                     .execute(conn)
                     .await?;
-                    // Nothing to journal when no session was here: the session never
-                    // existed (a made-up token, which must cost no state anywhere), or
-                    // its deletion was journaled when it happened. Caches only ever hold
-                    // sessions this table held.
-                    if n == 0 {
-                        return Ok(false);
-                    }
-                    diesel::insert_into(session_revocations::table)
-                        .values((
-                            session_revocations::user_id.eq(user),
-                            session_revocations::token_hash.eq(Some(hash)),
-                            session_revocations::revoked_at.eq(now),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    Ok(true)
-                }
-                .scope_boxed()
+                Ok(true)
             })
             .await
         })?;
@@ -384,33 +377,30 @@ impl SessionStore for SqlStore {
         let keep_or_empty = keep.clone().unwrap_or_default();
         self.count(2);
         let deleted = with_conn!(self, |conn| {
-            conn.transaction::<_, SqlError, _>(|conn| {
-                async move {
-                    conn.lock_user(user).await?;
-                    let expiries = diesel::delete(
-                        sessions::table
-                            .filter(sessions::user_id.eq(user))
-                            .filter(sessions::token_hash.ne(keep_or_empty)),
-                    )
-                    .returning((sessions::expires_at, sessions::absolute_expires_at))
-                    .load::<(Ts, Ts)>(conn)
-                    .await?;
-                    // No row, no fence: as for `delete`, there is nothing a cache can hold.
-                    if expiries.is_empty() {
-                        return Ok(0);
-                    }
-                    diesel::insert_into(session_revocations::table)
-                        .values((
-                            session_revocations::user_id.eq(user),
-                            session_revocations::keep_hash.eq(keep),
-                            session_revocations::revoked_at.eq(now),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    // Expired rows the janitor has not reached yet were not sessions.
-                    Ok(expiries.iter().filter(|(e, a)| now.0 < e.0 && now.0 < a.0).count() as u64)
+            conn.transaction::<_, SqlError, _>(async move |conn| {
+                conn.lock_user(user).await?;
+                let expiries = diesel::delete(
+                    sessions::table
+                        .filter(sessions::user_id.eq(user))
+                        .filter(sessions::token_hash.ne(keep_or_empty)),
+                )
+                .returning((sessions::expires_at, sessions::absolute_expires_at))
+                .load::<(Ts, Ts)>(conn)
+                .await?;
+                // No row, no fence: as for `delete`, there is nothing a cache can hold.
+                if expiries.is_empty() {
+                    return Ok(0);
                 }
-                .scope_boxed()
+                diesel::insert_into(session_revocations::table)
+                    .values((
+                        session_revocations::user_id.eq(user),
+                        session_revocations::keep_hash.eq(keep),
+                        session_revocations::revoked_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                // Expired rows the janitor has not reached yet were not sessions.
+                Ok(expiries.iter().filter(|(e, a)| now.0 < e.0 && now.0 < a.0).count() as u64)
             })
             .await
         })?;

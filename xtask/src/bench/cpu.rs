@@ -64,11 +64,11 @@ fn postgres_seconds(tick: f64) -> Option<f64> {
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        if let Some((comm, ticks)) = stat_ticks(&stat) {
-            if comm == "postgres" {
-                total += ticks;
-                found = true;
-            }
+        if let Some((comm, ticks)) = stat_ticks(&stat)
+            && comm == "postgres"
+        {
+            total += ticks;
+            found = true;
         }
     }
     found.then(|| total as f64 / tick)

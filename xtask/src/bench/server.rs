@@ -173,10 +173,10 @@ impl Metrics {
             if line.starts_with('#') || line.is_empty() {
                 continue;
             }
-            if let Some((series, value)) = line.rsplit_once(' ') {
-                if let Ok(v) = value.parse::<f64>() {
-                    samples.insert(series.to_owned(), v);
-                }
+            if let Some((series, value)) = line.rsplit_once(' ')
+                && let Ok(v) = value.parse::<f64>()
+            {
+                samples.insert(series.to_owned(), v);
             }
         }
         Self(samples)

@@ -75,9 +75,9 @@ fn write(dt: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> Option<usize> {
     let mut len = 19;
     let (digits, mut frac) = if nano == 0 {
         (0, 0)
-    } else if nano % 1_000_000 == 0 {
+    } else if nano.is_multiple_of(1_000_000) {
         (3, nano / 1_000_000)
-    } else if nano % 1_000 == 0 {
+    } else if nano.is_multiple_of(1_000) {
         (6, nano / 1_000)
     } else {
         (9, nano)

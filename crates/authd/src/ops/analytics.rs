@@ -332,10 +332,10 @@ impl Analytics {
     pub async fn active_sessions(&self) -> Result<(u64, DateTime<Utc>), StoreError> {
         let max_age = Duration::from_millis(self.inner.settings.active_sessions_cache_ms);
         let mut cached = self.inner.active_sessions.lock().await;
-        if let Some(c) = *cached {
-            if c.fetched.elapsed() < max_age {
-                return Ok((c.count, c.as_of));
-            }
+        if let Some(c) = *cached
+            && c.fetched.elapsed() < max_age
+        {
+            return Ok((c.count, c.as_of));
         }
         let as_of = self.inner.clock.now();
         let count = self.inner.sql.count_live_sessions().await?;

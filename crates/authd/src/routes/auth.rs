@@ -113,15 +113,15 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
     let outcome = service.login(LoginInput { email, password }, &client_info(&req)).await?;
-    if let Some(old) = policy.read(&req) {
-        if let Err(e) = service.logout(&old).await {
-            // The old session must not outlive this login. Undo the new one (best effort:
-            // nobody holds its token yet) and report the failure instead of a success.
-            if let Err(undo) = service.logout(&outcome.token.encode()).await {
-                tracing::warn!(error = %undo, "could not remove the session of a failed login");
-            }
-            return Err(e.into());
+    if let Some(old) = policy.read(&req)
+        && let Err(e) = service.logout(&old).await
+    {
+        // The old session must not outlive this login. Undo the new one (best effort:
+        // nobody holds its token yet) and report the failure instead of a success.
+        if let Err(undo) = service.logout(&outcome.token.encode()).await {
+            tracing::warn!(error = %undo, "could not remove the session of a failed login");
         }
+        return Err(e.into());
     }
     let cookie = policy.session_cookie(
         &outcome.token,

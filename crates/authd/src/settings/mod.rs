@@ -295,12 +295,10 @@ impl Settings {
         );
         self.security.validate()?;
         self.abuse.validate()?;
-        if let Some(token) = &self.admin.token {
-            if let Some(why) = admin_token_weakness(token.expose_secret()) {
-                bail!(
-                    "admin.token is too weak: {why}; generate one, e.g. `openssl rand -base64 32`"
-                );
-            }
+        if let Some(token) = &self.admin.token
+            && let Some(why) = admin_token_weakness(token.expose_secret())
+        {
+            bail!("admin.token is too weak: {why}; generate one, e.g. `openssl rand -base64 32`");
         }
         let min = ::auth::Argon2Params::MINIMUM;
         ensure!(

@@ -39,7 +39,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    PASSWORD, decode_quoted_printable, own_redis, random_email, random_hex, token_in_dir,
+    PASSWORD, mail_text, own_redis, random_email, random_hex, token_in_dir,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -914,7 +914,7 @@ fn mails_to(dir: &Path, to: &str) -> Vec<String> {
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .map(|raw| decode_quoted_printable(&raw))
+        .map(|raw| mail_text(&raw))
         .filter(|text| text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line))
         .collect()
 }
@@ -1366,7 +1366,7 @@ fn mail_in_dir(dir: &Path, to: &str, needles: &[&str]) -> bool {
     let to_line = format!("to: {}", to.to_ascii_lowercase());
     entries.filter_map(Result::ok).any(|entry| {
         let Ok(raw) = std::fs::read_to_string(entry.path()) else { return false };
-        let text = decode_quoted_printable(&raw);
+        let text = mail_text(&raw);
         text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line)
             && needles.iter().all(|needle| text.contains(needle))
     })

@@ -28,7 +28,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    PASSWORD, decode_quoted_printable, init_logs, random_email, random_hex, temp_dir, token_in_dir,
+    PASSWORD, mail_text, init_logs, random_email, random_hex, temp_dir, token_in_dir,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ impl TestApp {
                 continue;
             }
             let Ok(raw) = std::fs::read_to_string(&file) else { continue };
-            let text = decode_quoted_printable(&raw);
+            let text = mail_text(&raw);
             let to_line = format!("to: {}", to.to_ascii_lowercase());
             if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
                 continue;
@@ -393,11 +393,17 @@ impl TestApp {
 }
 
 #[test]
-fn mail_decoding_keeps_8bit_links_intact() {
-    let plain = "Content-Transfer-Encoding: 8bit\r\n\r\n/verify-email#token=9eAB\r\n";
-    assert_eq!(decode_quoted_printable(plain), plain);
-    let quoted = "Content-Transfer-Encoding: quoted-printable\r\n\r\n#token=3D9e=\r\nAB\r\n";
-    assert!(decode_quoted_printable(quoted).ends_with("#token=9eAB\r\n"));
+fn mail_text_decodes_quoted_printable_and_keeps_8bit_links_intact() {
+    let head = "To: a@example.test\r\nContent-Type: text/plain; charset=utf-8\r\n";
+    let plain =
+        format!("{head}Content-Transfer-Encoding: 8bit\r\n\r\n/verify-email#token=9eAB\r\n");
+    let text = mail_text(&plain);
+    assert!(text.starts_with("To: a@example.test\n"), "{text}");
+    assert!(text.contains("/verify-email#token=9eAB"), "{text}");
+    let quoted =
+        format!("{head}Content-Transfer-Encoding: quoted-printable\r\n\r\n#token=3D9e=\r\nAB\r\n");
+    let text = mail_text(&quoted);
+    assert!(text.contains("#token=9eAB"), "{text}");
 }
 
 /// Generates one `#[tokio::test]` per flow and setup.

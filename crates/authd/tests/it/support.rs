@@ -37,7 +37,7 @@ pub fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
     let mut newest: Option<(SystemTime, String)> = None;
     for entry in entries.filter_map(|e| e.ok()) {
         let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
-        let text = decode_quoted_printable(&raw);
+        let text = mail_text(&raw);
         let to_line = format!("to: {}", to.to_ascii_lowercase());
         let marker = format!("{path}#token=");
         if !text.lines().any(|l| l.trim().to_ascii_lowercase() == to_line) {
@@ -56,33 +56,22 @@ pub fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
     newest.map(|(_, token)| token)
 }
 
-/// The text of a mail file, with a quoted-printable body decoded (soft line breaks and
-/// `=XX` escapes). Other encodings pass through unchanged: decoding them would turn the
-/// `=9e` of a `token=9e...` link into a byte.
-pub fn decode_quoted_printable(raw: &str) -> String {
-    let quoted = raw
-        .lines()
-        .any(|l| l.trim().eq_ignore_ascii_case("content-transfer-encoding: quoted-printable"));
-    if !quoted {
-        return raw.to_owned();
-    }
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The `To:` addresses (one `To: address` line each) and the text body of a mail file,
+/// parsed by mail-parser, which undoes the transfer encoding lettre picked
+/// (quoted-printable or 8bit). Empty when the file is not a mail (yet).
+pub fn mail_text(raw: &str) -> String {
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return String::new();
+    };
+    let mut text: String = message
+        .to()
+        .into_iter()
+        .flat_map(|to| to.iter())
+        .filter_map(|addr| addr.address())
+        .map(|addr| format!("To: {addr}\n"))
+        .collect();
+    text.push_str(&message.body_text(0).unwrap_or_default());
+    text
 }
 
 /// A redis-server of the test's own on a free loopback port, killed on drop; `None` (a

@@ -1,6 +1,12 @@
 //! Mail through lettre: a verification mail sent over SMTP to a server this test runs on
 //! a loopback port, the link read out of the received message and used; one `.eml` per
 //! message through the file transport; and a mail failure that does not fail the flow.
+//!
+//! The SMTP server below is our own (about fifty lines), kept after looking at
+//! `mailin-embedded` 0.8: it serves on its own thread pool with no way to stop it (a
+//! thread left running per test), and brings `scoped_threadpool`, `bufstream-fresh`,
+//! `nom` 7 and, by default, `rustls-pemfile` (unmaintained) for what is a script of
+//! fixed replies here. The received mail is decoded by `mail-parser`.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -84,32 +90,11 @@ async fn start_smtp_server() -> (u16, mpsc::UnboundedReceiver<Received>) {
     (port, rx)
 }
 
-/// Decodes quoted-printable soft line breaks and `=XX` escapes (lettre picks the body
-/// encoding; plain 7bit passes through unchanged unless it contains `=`, which the link
-/// does, so only decode when the message says it is quoted-printable).
+/// The text body of a received message, its transfer encoding (quoted-printable or
+/// other, as lettre picked it) undone by mail-parser.
 fn body_text(data: &str) -> String {
-    let (headers, body) = data.split_once("\r\n\r\n").unwrap();
-    if !headers.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
-        return body.to_owned();
-    }
-    let body = body.replace("=\r\n", "");
-    let bytes = body.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'=' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if let Some(b) = escaped {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    let message = mail_parser::MessageParser::default().parse(data).expect("a MIME message");
+    message.body_text(0).expect("a text body").into_owned()
 }
 
 fn link_token(text: &str, path: &str) -> String {
