@@ -38,9 +38,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
-use crate::support::{
-    PASSWORD, mail_text, own_redis, random_email, random_hex, token_in_dir,
-};
+use crate::support::{PASSWORD, mail_text, own_redis, random_email, random_hex, token_in_dir};
 
 // ---------------------------------------------------------------------------------------
 // Harness

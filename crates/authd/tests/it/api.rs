@@ -28,7 +28,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    PASSWORD, mail_text, init_logs, random_email, random_hex, temp_dir, token_in_dir,
+    PASSWORD, init_logs, mail_text, random_email, random_hex, temp_dir, token_in_dir,
 };
 
 // ---------------------------------------------------------------------------------------
