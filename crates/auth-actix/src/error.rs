@@ -208,7 +208,7 @@ impl ResponseError for ApiError {
 }
 
 /// The error and its sources, `": "`-separated, for a log line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -15,7 +15,10 @@
 //!    `csrf` ([`crate::csrf`]);
 //! 4. counts the per-address attempts of the flows that do not see the client address
 //!    (register, resend verification, forgot and reset password), refusing with 429 over
-//!    the limit, and releases the attempt afterwards when it must not count.
+//!    the limit, and releases the attempt afterwards when it must not count. The form
+//!    posts of authd's pages (`/register`, `/resend-verification`, `/forgot-password`,
+//!    `/reset-password`) run the same flows and count in the same buckets as their
+//!    `/v1/auth/*` routes, so a page is no way around a limit.
 
 use std::future::{Future, Ready, ready};
 use std::net::SocketAddr;
@@ -109,29 +112,31 @@ impl Security {
     }
 }
 
-/// The flow behind a route whose per-address limit the guard counts.
+/// The flow behind a route whose per-address limit the guard counts: the JSON API's
+/// route or the page form that runs the same flow (one bucket for both).
 fn limited_action(method: &Method, route: Option<&str>) -> Option<Action> {
     if *method != Method::POST {
         return None;
     }
     Some(match route? {
-        "/v1/auth/register" => Action::Register,
-        "/v1/auth/resend-verification" => Action::ResendVerification,
-        "/v1/auth/forgot-password" => Action::ForgotPassword,
-        "/v1/auth/reset-password" => Action::ResetPassword,
+        "/v1/auth/register" | "/register" => Action::Register,
+        "/v1/auth/resend-verification" | "/resend-verification" => Action::ResendVerification,
+        "/v1/auth/forgot-password" | "/forgot-password" => Action::ForgotPassword,
+        "/v1/auth/reset-password" | "/reset-password" => Action::ResetPassword,
         _ => return None,
     })
 }
 
 /// Whether an attempt answered `status` counts: a reset counts when it failed (a
 /// guessed or stale token), the others when they did their work (hashed a password,
-/// sent a mail). Refusals of malformed input, limits and outages do not count.
+/// sent a mail): a 2xx from the API, a 303 to the next page from a form. Refusals of
+/// malformed input, limits and outages do not count.
 fn counts(action: Action, status: StatusCode) -> bool {
     match action {
         Action::ResetPassword => {
             status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS
         }
-        _ => status.is_success(),
+        _ => status.is_success() || status.is_redirection(),
     }
 }
 
@@ -284,7 +289,20 @@ mod tests {
         assert_eq!(limited_action(&post, Some("/v1/auth/login")), None, "the flow counts logins");
         assert_eq!(limited_action(&Method::GET, Some("/v1/auth/register")), None);
         assert_eq!(limited_action(&post, None), None);
+        // The page forms count in their API route's bucket.
+        for (page, api) in [
+            ("/register", "/v1/auth/register"),
+            ("/resend-verification", "/v1/auth/resend-verification"),
+            ("/forgot-password", "/v1/auth/forgot-password"),
+            ("/reset-password", "/v1/auth/reset-password"),
+        ] {
+            assert!(limited_action(&post, Some(page)).is_some(), "{page}");
+            assert_eq!(limited_action(&post, Some(page)), limited_action(&post, Some(api)));
+            assert_eq!(limited_action(&Method::GET, Some(page)), None, "{page}");
+        }
+        assert_eq!(limited_action(&post, Some("/login")), None, "the flow counts logins");
         assert!(counts(Action::Register, StatusCode::ACCEPTED));
+        assert!(counts(Action::Register, StatusCode::SEE_OTHER));
         assert!(!counts(Action::Register, StatusCode::BAD_REQUEST));
         assert!(!counts(Action::ForgotPassword, StatusCode::TOO_MANY_REQUESTS));
         assert!(counts(Action::ResetPassword, StatusCode::BAD_REQUEST));

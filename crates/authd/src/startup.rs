@@ -411,6 +411,11 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
                     .content_type_required(true)
                     .error_handler(error::json_error(json_limit)),
             )
+            // The pages' form posts: as large as a JSON body may be; an unreadable form
+            // (not urlencoded, too large) is refused in the API's error shape.
+            .app_data(web::FormConfig::default().limit(json_limit).error_handler(|e, _| {
+                error::ApiError::InvalidInput(format!("the form could not be read: {e}")).into()
+            }))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             // Inside the request context, so that refusals are logged with their status

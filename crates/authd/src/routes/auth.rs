@@ -2,6 +2,7 @@
 //! reset. Thin: each handler turns JSON into a flow call and the result into JSON and
 //! cookies; the flows live in the `auth` crate.
 
+use actix_web::cookie::Cookie;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use auth::{AuthService, LoginInput, RegisterInput};
@@ -16,13 +17,13 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::{CurrentUser, JsonObject, client_info};
 
 /// The answer to a registration, whether or not the address was already registered.
-const REGISTER_ACCEPTED: &str =
+pub(crate) const REGISTER_ACCEPTED: &str =
     "If the address can be registered, a verification link has been sent to it.";
 /// The answer to a resend request, whether or not the address is known and unverified.
-const RESEND_ACCEPTED: &str =
+pub(crate) const RESEND_ACCEPTED: &str =
     "If the address belongs to an unverified account, a new verification link has been sent.";
 /// The answer to a forgotten password, whether or not the address is known.
-const FORGOT_ACCEPTED: &str =
+pub(crate) const FORGOT_ACCEPTED: &str =
     "If the address belongs to an account, a password reset link has been sent.";
 
 fn accepted(message: &str) -> HttpResponse {
@@ -112,8 +113,25 @@ pub async fn login(
     body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
-    let outcome = service.login(LoginInput { email, password }, &client_info(&req)).await?;
-    if let Some(old) = policy.read(&req)
+    let (outcome, cookie) =
+        open_session(&req, &service, &policy, LoginInput { email, password }).await?;
+    Ok(HttpResponse::Ok().cookie(cookie).json(UserSessionResponse {
+        user: outcome.user.into(),
+        session: SessionBody::current(&outcome.session),
+    }))
+}
+
+/// The work of a login, for the API and the sign-in page alike: checks the credentials
+/// (the flow counts the limits), ends the session of a cookie sent with the request, and
+/// returns the outcome with the new session cookie.
+pub(crate) async fn open_session(
+    req: &HttpRequest,
+    service: &AuthService,
+    policy: &CookiePolicy,
+    input: LoginInput,
+) -> Result<(auth::LoginOutcome, Cookie<'static>), ApiError> {
+    let outcome = service.login(input, &client_info(req)).await?;
+    if let Some(old) = policy.read(req)
         && let Err(e) = service.logout(&old).await
     {
         // The old session must not outlive this login. Undo the new one (best effort:
@@ -128,14 +146,14 @@ pub async fn login(
         outcome.session.absolute_expires_at,
         outcome.session.created_at,
     );
-    Ok(HttpResponse::Ok().cookie(cookie).json(UserSessionResponse {
-        user: outcome.user.into(),
-        session: SessionBody::current(&outcome.session),
-    }))
+    Ok((outcome, cookie))
 }
 
 /// The response that clears the session cookie (`Max-Age=0`, `Clear-Site-Data`).
-fn cleared(policy: &CookiePolicy, mut response: actix_web::HttpResponseBuilder) -> HttpResponse {
+pub(crate) fn cleared(
+    policy: &CookiePolicy,
+    mut response: actix_web::HttpResponseBuilder,
+) -> HttpResponse {
     response
         .cookie(policy.removal_cookie())
         .insert_header((
@@ -159,10 +177,20 @@ pub async fn logout(
     service: web::Data<AuthService>,
     policy: web::Data<CookiePolicy>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = policy.read(&req) {
-        service.logout_from(&token, &client_info(&req)).await?;
-    }
+    end_session(&req, &service, &policy).await?;
     Ok(cleared(&policy, HttpResponse::NoContent()))
+}
+
+/// Ends the session of the request's cookie, if any (the API's logout and the page's).
+pub(crate) async fn end_session(
+    req: &HttpRequest,
+    service: &AuthService,
+    policy: &CookiePolicy,
+) -> Result<(), ApiError> {
+    if let Some(token) = policy.read(req) {
+        service.logout_from(&token, &client_info(req)).await?;
+    }
+    Ok(())
 }
 
 /// End every session of the user, optionally keeping the current one.

@@ -63,8 +63,13 @@ pub async fn revoke_session(
     let id = id.into_inner();
     service.revoke_session(current.authenticated(), &id).await?;
     let mut response = HttpResponse::NoContent();
-    if current.session().key.hash.to_hex().eq_ignore_ascii_case(&id) {
+    if is_current(&current, &id) {
         response.cookie(policy.removal_cookie());
     }
     Ok(response.finish())
+}
+
+/// Whether `id` (from the sessions list) names the session of the request.
+pub(crate) fn is_current(current: &CurrentUser, id: &str) -> bool {
+    current.session().key.hash.to_hex().eq_ignore_ascii_case(id)
 }

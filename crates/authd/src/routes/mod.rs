@@ -3,7 +3,8 @@
 //! [`public_endpoints`] lists every resource of the public listener with its methods;
 //! [`configure`] mounts exactly that table, and the OpenAPI tests read the same table, so
 //! a route cannot be mounted without the tests seeing it (and asking for its
-//! documentation). Every resource has a default service answering 405 in the JSON error
+//! documentation). The browser pages ([`pages`]) are in the table as pages: mounted and
+//! guarded like the rest, but not part of the JSON API's document ([`api_routes`]). Every resource has a default service answering 405 in the JSON error
 //! shape with an `Allow` header naming the resource's methods (RFC 9110 §15.5.6), and
 //! the `/v1` scope adds `Cache-Control: no-store` to every response, errors included.
 
@@ -30,6 +31,9 @@ pub struct Endpoint {
     path: &'static str,
     /// Its methods, each with the route that serves it.
     methods: Vec<(Method, Route)>,
+    /// A browser page (HTML, form posts) rather than a JSON API route: not in the
+    /// OpenAPI document.
+    page: bool,
 }
 
 impl Endpoint {
@@ -37,6 +41,11 @@ impl Endpoint {
     /// [`crate::route::matched`] answers, and its key in the OpenAPI document.
     pub fn pattern(&self) -> String {
         format!("{}{}", self.scope, self.path)
+    }
+
+    /// Whether it is a browser page, left out of the OpenAPI document.
+    pub fn is_page(&self) -> bool {
+        self.page
     }
 
     /// Its methods, in table order.
@@ -95,11 +104,16 @@ where
 }
 
 fn v1(path: &'static str, methods: Vec<(Method, Route)>) -> Endpoint {
-    Endpoint { scope: "/v1", path, methods }
+    Endpoint { scope: "/v1", path, methods, page: false }
 }
 
 fn root(path: &'static str, methods: Vec<(Method, Route)>) -> Endpoint {
-    Endpoint { scope: "", path, methods }
+    Endpoint { scope: "", path, methods, page: false }
+}
+
+/// A browser page or one of its assets, at the root.
+fn page(path: &'static str, methods: Vec<(Method, Route)>) -> Endpoint {
+    Endpoint { scope: "", path, methods, page: true }
 }
 
 /// Every resource of the public listener, with its methods: the one list that
@@ -130,9 +144,26 @@ pub fn public_endpoints() -> Vec<Endpoint> {
         root("/health/live", vec![get(ops::live)]),
         root("/health/ready", vec![get(ops::ready_status)]),
         root("/openapi.json", vec![get(ops::openapi_json)]),
-        root("/verify-email", vec![get(pages::verify_email_page)]),
-        root("/reset-password", vec![get(pages::reset_password_page)]),
-        root("/assets/auth-pages.js", vec![get(pages::script)]),
+        page("/", vec![get(pages::home)]),
+        page("/register", vec![get(pages::register_page), post(pages::register)]),
+        page("/login", vec![get(pages::login_page), post(pages::login)]),
+        page("/verify-email", vec![get(pages::verify_email_page), post(pages::verify_email)]),
+        page(
+            "/resend-verification",
+            vec![get(pages::resend_verification_page), post(pages::resend_verification)],
+        ),
+        page(
+            "/forgot-password",
+            vec![get(pages::forgot_password_page), post(pages::forgot_password)],
+        ),
+        page("/reset-password", vec![get(pages::reset_password_page), post(pages::reset_password)]),
+        page("/account", vec![get(pages::account)]),
+        page("/account/sessions/end", vec![post(pages::end_session)]),
+        page("/account/sign-out-others", vec![post(pages::sign_out_others)]),
+        page("/account/password", vec![post(pages::change_password)]),
+        page("/logout", vec![post(pages::logout)]),
+        page("/assets/auth-pages.js", vec![get(pages::script)]),
+        page("/assets/pages.css", vec![get(pages::stylesheet)]),
     ]
 }
 
@@ -151,6 +182,15 @@ pub fn ops_endpoints() -> Vec<Endpoint> {
 /// tools that compare them with the OpenAPI document.
 pub fn public_routes() -> Vec<(String, Vec<Method>)> {
     public_endpoints().into_iter().map(|e| (e.pattern(), e.methods())).collect()
+}
+
+/// [`public_routes`] without the browser pages: what the OpenAPI document describes.
+pub fn api_routes() -> Vec<(String, Vec<Method>)> {
+    public_endpoints()
+        .into_iter()
+        .filter(|e| !e.is_page())
+        .map(|e| (e.pattern(), e.methods()))
+        .collect()
 }
 
 /// [`public_routes`] of the operations listener.
@@ -222,7 +262,7 @@ mod tests {
             let route = response.headers().get("x-route").and_then(|v| v.to_str().ok());
             assert_eq!(route, Some(pattern.as_str()), "GET {path}");
         }
-        for unmatched in ["/", "/v1", "/v1/nope", "/v1/auth/login/", "/v1/auth%2Flogin"] {
+        for unmatched in ["/nope", "/v1", "/v1/nope", "/v1/auth/login/", "/v1/auth%2Flogin"] {
             let response =
                 test::call_service(&app, test::TestRequest::get().uri(unmatched).to_request())
                     .await;
