@@ -30,10 +30,11 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::support::{PASSWORD, mail_text, random_email, random_hex};
+
 /// How long any one condition may take before the test fails: a liveness bound, far
 /// above what a page load takes, never a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "a brand new passphrase here";
 const RESET_PASSWORD: &str = "reset to this other phrase";
 
@@ -54,16 +55,6 @@ struct App {
     mail: TempDir,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    cache_core::token::fill_random(&mut bytes).unwrap();
-    hex::encode(bytes)
-}
-
-fn random_email() -> String {
-    format!("page-{}@example.com", random_hex(6))
 }
 
 async fn spawn_app(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<App> {
@@ -114,8 +105,7 @@ impl App {
         loop {
             for entry in std::fs::read_dir(self.mail.path()).unwrap().flatten() {
                 let raw = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                // Quoted-printable soft breaks and `=3D` are all a token link can hold.
-                let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+                let text = mail_text(&raw);
                 let addressed =
                     text.lines().any(|l| l.trim().eq_ignore_ascii_case(&format!("to: {to}")));
                 if let (true, Some(i)) = (addressed, text.find(&marker)) {
