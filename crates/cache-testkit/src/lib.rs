@@ -14,6 +14,7 @@
 //! mod users { cache_testkit::user_cache_suite!(super::make_store, cache); }
 //! mod lookups { cache_testkit::session_lookup_suite!(super::make_store, cache); }
 //! mod cleanup { cache_testkit::expired_cleanup_suite!(super::make_store); }
+//! mod states { cache_testkit::session_state_suite!(super::make_store); }
 //! ```
 //!
 //! Each macro expands to one named `#[tokio::test]` per property, so a failure names
@@ -32,6 +33,7 @@ use chrono::Duration;
 pub mod cleanup;
 pub mod lookup;
 pub mod session;
+pub mod state;
 pub mod user;
 pub mod verification;
 
@@ -133,6 +135,30 @@ macro_rules! __suite {
                 $crate::$module::$name(&store, &clock).await;
             }
         )*
+    };
+}
+
+/// Expands to the `SessionStateStore` conformance tests for the store `$factory` makes.
+#[macro_export]
+macro_rules! session_state_suite {
+    ($factory:path) => {
+        $crate::__suite!(
+            $factory,
+            state,
+            [
+                save_then_load_round_trips,
+                load_missing_is_none,
+                save_over_a_live_state_conflicts,
+                expired_state_is_gone,
+                update_replaces_a_live_state,
+                update_of_a_missing_or_expired_state_is_refused,
+                update_ttl_moves_the_expiry,
+                delete_is_idempotent,
+                delete_user_states_deletes_only_theirs,
+                delete_user_states_follows_rebinding,
+                put_overwrites,
+            ]
+        );
     };
 }
 
