@@ -8,9 +8,11 @@
 //!   front in [`crate::Breaker`] so a dead one is skipped at once.
 //! - A front that missed a write (it failed) would keep an older state: the key is
 //!   remembered and the front is skipped for it until a later write or fill of it
-//!   succeeds, so this instance never reads the stale copy back. A "delete every state
-//!   of this user" the front missed is retried after its next successful write, and the
-//!   front is not read meanwhile. Past `MAX_STALE` remembered keys the front is never
+//!   succeeds, so this instance never reads the stale copy back; once the front takes
+//!   writes again, the remembered keys are copied to it again from the back (a batch
+//!   after each successful write), so other instances sharing the front (Redis) stop
+//!   seeing what it missed. A "delete every state of this user" the front missed is
+//!   retried the same way, and the front is not read meanwhile. Past `MAX_STALE` remembered keys the front is never
 //!   read again by this instance (logged): correctness over speed.
 //!
 //! Nest it for three tiers: `TieredStates<Memory, TieredStates<Breaker<Redis>, Sql>>`.
@@ -30,6 +32,9 @@ use crate::tiered::TIERED;
 /// Keys a front missed a write of, at most this many; beyond, the front is no longer
 /// read.
 const MAX_STALE: usize = 100_000;
+
+/// Remembered keys repaired after one successful front write.
+const HEAL_BATCH: usize = 64;
 
 /// Keys whose front copy may be older than the back's.
 #[derive(Default)]
@@ -94,21 +99,36 @@ impl<F, B> TieredStates<F, B> {
     }
 }
 
-impl<F: SessionStateStore, B> TieredStates<F, B> {
-    /// Records the outcome of a front write of `key`; after a success, retries the
-    /// user-wide deletes the front missed.
+impl<F: SessionStateStore, B: SessionStateStore> TieredStates<F, B> {
+    /// Records the outcome of a front write of `key`. A failed write leaves the front
+    /// possibly older than the back for `key`: remembered. After a success (the front
+    /// works again), repairs what it missed: the user-wide deletes, and up to
+    /// `HEAL_BATCH` remembered keys (copied again from the back), so that other
+    /// instances reading the front do not get what it missed for long.
     async fn front_wrote(&self, op: &'static str, key: &StateKey, result: StoreResult<()>) {
         match result {
             Ok(()) => {
-                let users: Vec<UserId> = {
+                let (users, keys): (Vec<UserId>, Vec<StateKey>) = {
                     let mut stale = self.stale.lock();
                     stale.keys.remove(key);
-                    stale.users.iter().copied().collect()
+                    let users = stale.users.iter().copied().collect();
+                    (users, stale.keys.iter().take(HEAL_BATCH).copied().collect())
                 };
                 for user in users {
                     if self.front.delete_user_states(user).await.is_ok() {
                         self.stale.lock().users.remove(&user);
                     }
+                }
+                for key in keys {
+                    let healed = match self.back.load_state(&key).await {
+                        Ok(Some(record)) => self.front.put_state(&key, &record).await.is_ok(),
+                        Ok(None) => self.front.delete_state(&key).await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if !healed {
+                        break;
+                    }
+                    self.stale.lock().keys.remove(&key);
                 }
             }
             Err(e) => {
@@ -118,10 +138,7 @@ impl<F: SessionStateStore, B> TieredStates<F, B> {
                     stale.keys.insert(*key);
                 } else if !stale.overflow {
                     stale.overflow = true;
-                    tracing::warn!(
-                        tier = self.front_tier,
-                        "too many state writes missed by a cache tier; no longer reading it"
-                    );
+                    tracing::warn!(tier = self.front_tier, "too many state writes missed by a cache tier; no longer reading it");
                 }
             }
         }
@@ -153,8 +170,11 @@ impl<F: SessionStateStore, B: SessionStateStore> SessionStateStore for TieredSta
         }
         let found = self.back.load_state(key).await?;
         if let Some(record) = found.as_ref().filter(|_| fill) {
-            let result = self.front.put_state(key, record).await;
-            self.front_wrote("fill", key, result).await;
+            match self.front.put_state(key, record).await {
+                // A failed fill leaves the front no older than before: nothing to remember.
+                Err(e) => self.front_failed("fill", &e),
+                ok => self.front_wrote("fill", key, ok).await,
+            }
         }
         Ok(found)
     }
@@ -214,5 +234,126 @@ impl<F: SessionStateStore, B: SessionStateStore> SessionStateStore for TieredSta
         let result = self.front.put_state(key, record).await;
         self.front_wrote("put", key, result).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use chrono::Duration;
+
+    use super::*;
+
+    /// A map store that fails every call while `down`.
+    #[derive(Default)]
+    struct MapStates {
+        map: Mutex<HashMap<StateKey, StateRecord>>,
+        down: AtomicBool,
+    }
+
+    impl MapStates {
+        fn check(&self) -> StoreResult<()> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StoreError::unavailable("down"))
+            } else {
+                Ok(())
+            }
+        }
+        fn peek(&self, key: &StateKey) -> Option<StateRecord> {
+            self.map.lock().get(key).cloned()
+        }
+    }
+
+    #[async_trait]
+    impl SessionStateStore for MapStates {
+        fn state_tier(&self) -> &'static str {
+            "map"
+        }
+        async fn load_state(&self, key: &StateKey) -> StoreResult<Option<StateRecord>> {
+            self.check()?;
+            Ok(self.peek(key))
+        }
+        async fn save_state(&self, key: &StateKey, record: &StateRecord) -> StoreResult<()> {
+            self.put_state(key, record).await
+        }
+        async fn update_state(&self, key: &StateKey, record: &StateRecord) -> StoreResult<bool> {
+            self.check()?;
+            Ok(self.map.lock().insert(*key, record.clone()).is_some())
+        }
+        async fn update_state_ttl(&self, _: &StateKey, _: DateTime<Utc>) -> StoreResult<bool> {
+            self.check()?;
+            Ok(false)
+        }
+        async fn delete_state(&self, key: &StateKey) -> StoreResult<()> {
+            self.check()?;
+            self.map.lock().remove(key);
+            Ok(())
+        }
+        async fn delete_user_states(&self, user: UserId) -> StoreResult<u64> {
+            self.check()?;
+            let mut map = self.map.lock();
+            let before = map.len();
+            map.retain(|_, r| r.user != Some(user));
+            Ok((before - map.len()) as u64)
+        }
+        async fn put_state(&self, key: &StateKey, record: &StateRecord) -> StoreResult<()> {
+            self.check()?;
+            self.map.lock().insert(*key, record.clone());
+            Ok(())
+        }
+    }
+
+    fn record(value: &str, user: Option<UserId>) -> StateRecord {
+        StateRecord {
+            state: [("v".to_owned(), value.to_owned())].into_iter().collect(),
+            user,
+            expires_at: DateTime::<Utc>::MIN_UTC + Duration::days(365 * 1000),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_front_missed_is_never_read_back_and_is_repaired() {
+        let tiered = TieredStates::new(MapStates::default(), MapStates::default());
+        let (key, other) = (StateKey::of("k"), StateKey::of("other"));
+        tiered.save_state(&key, &record("1", None)).await.unwrap();
+        tiered.front().down.store(true, Ordering::SeqCst);
+        assert!(tiered.update_state(&key, &record("2", None)).await.unwrap());
+        tiered.front().down.store(false, Ordering::SeqCst);
+        // The front still holds "1", but this instance reads the authority's "2".
+        assert_eq!(tiered.front().peek(&key), Some(record("1", None)));
+        assert_eq!(tiered.load_state(&key).await.unwrap(), Some(record("2", None)));
+        // The next successful front write repairs the front for everyone.
+        tiered.save_state(&other, &record("x", None)).await.unwrap();
+        assert_eq!(tiered.front().peek(&key), Some(record("2", None)));
+    }
+
+    #[tokio::test]
+    async fn a_user_wide_delete_the_front_missed_keeps_it_unread_until_retried() {
+        let tiered = TieredStates::new(MapStates::default(), MapStates::default());
+        let user = UserId::new(7).unwrap();
+        let key = StateKey::of("k");
+        tiered.save_state(&key, &record("1", Some(user))).await.unwrap();
+        tiered.front().down.store(true, Ordering::SeqCst);
+        assert_eq!(tiered.delete_user_states(user).await.unwrap(), 1);
+        tiered.front().down.store(false, Ordering::SeqCst);
+        assert!(tiered.front().peek(&key).is_some());
+        assert_eq!(tiered.load_state(&key).await.unwrap(), None);
+        tiered.save_state(&StateKey::of("other"), &record("x", None)).await.unwrap();
+        assert_eq!(tiered.front().peek(&key), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_is_not_remembered() {
+        let tiered = TieredStates::new(MapStates::default(), MapStates::default());
+        let key = StateKey::of("k");
+        tiered.back().put_state(&key, &record("1", None)).await.unwrap();
+        tiered.front().down.store(true, Ordering::SeqCst);
+        assert_eq!(tiered.load_state(&key).await.unwrap(), Some(record("1", None)));
+        assert!(tiered.stale.lock().keys.is_empty());
+        tiered.front().down.store(false, Ordering::SeqCst);
+        assert_eq!(tiered.load_state(&key).await.unwrap(), Some(record("1", None)));
+        assert_eq!(tiered.front().peek(&key), Some(record("1", None)));
     }
 }

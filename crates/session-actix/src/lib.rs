@@ -25,3 +25,8 @@ pub use store::TieredSessionStore;
 
 /// The crates underneath, for callers that compose a stack themselves.
 pub use {cache_core, cache_memory, cache_redis, cache_sql};
+
+/// The README's example, compiled (not run) as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;
