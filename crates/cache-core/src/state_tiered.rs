@@ -138,7 +138,10 @@ impl<F: SessionStateStore, B: SessionStateStore> TieredStates<F, B> {
                     stale.keys.insert(*key);
                 } else if !stale.overflow {
                     stale.overflow = true;
-                    tracing::warn!(tier = self.front_tier, "too many state writes missed by a cache tier; no longer reading it");
+                    tracing::warn!(
+                        tier = self.front_tier,
+                        "too many state writes missed by a cache tier; no longer reading it"
+                    );
                 }
             }
         }

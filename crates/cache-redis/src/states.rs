@@ -254,7 +254,7 @@ impl SessionStateStore for RedisStore {
         }
         let _: i64 = self.shared.pool.del(&index).await.map_err(RedisError::from)?;
         let _: i64 = fred::interfaces::PubsubInterface::publish(
-            &*self.shared.pool.next(),
+            self.shared.pool.next(),
             self.shared.keys.channel(),
             Invalidation::UserStates(user).encode(),
         )
