@@ -121,7 +121,9 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let out_dir = root.join("target/bench");
     let bin = build(root, &out_dir, no_build)?;
-    eprintln!("starting session_bench: actix RedisSessionStore, ours (memory on), ours (memory off)");
+    eprintln!(
+        "starting session_bench: actix RedisSessionStore, ours (memory on), ours (memory off)"
+    );
     let procs = [
         Proc::start(&bin, ACTIX, &["--store", "actix-redis"], services, &out_dir)?,
         Proc::start(&bin, OURS_MEMORY, &["--store", "tiered", "--memory"], services, &out_dir)?,
@@ -130,7 +132,12 @@ pub fn run(
     let load = |p: &Proc, duration: Duration| Load {
         url: format!("http://127.0.0.1:{}/me", p.port),
         script: wrk::scripts_dir(root).join("zipf.lua"),
-        args: vec![p.tokens.display().to_string(), "id".to_owned(), "1.0".to_owned(), "0".to_owned()],
+        args: vec![
+            p.tokens.display().to_string(),
+            "id".to_owned(),
+            "1.0".to_owned(),
+            "0".to_owned(),
+        ],
         threads: plan.threads,
         connections: plan.connections,
         duration,
@@ -149,7 +156,11 @@ pub fn run(
                 result.rps(),
                 result.p50_us,
                 result.p99_us,
-                if result.errors() > 0 { format!("  ({} errors)", result.errors()) } else { String::new() }
+                if result.errors() > 0 {
+                    format!("  ({} errors)", result.errors())
+                } else {
+                    String::new()
+                }
             );
             rps[i].push(result.rps());
             let measured = Measured {
@@ -168,7 +179,9 @@ pub fn run(
     };
     let (actix, memory, plain) = (med(&rps[0]), med(&rps[1]), med(&rps[2]));
     let ratio = |ours: f64| if actix > 0.0 { ours / actix } else { 0.0 };
-    eprintln!("session stores (median req/s): actix RedisSessionStore {actix:.0}, ours+memory {memory:.0}, ours {plain:.0}");
+    eprintln!(
+        "session stores (median req/s): actix RedisSessionStore {actix:.0}, ours+memory {memory:.0}, ours {plain:.0}"
+    );
     eprintln!(
         "  ours+memory / actix = {:.2} (goal >= 1.5: {}); ours / actix = {:.2} (goal >= 1.0: {})",
         ratio(memory),
