@@ -2,7 +2,8 @@
 //! - every Rust source file starts with a `//!` doc comment;
 //! - crates depend only downward (see docs/ARCHITECTURE.md), `cache-core` on no driver
 //!   or framework, `cache-testkit` only as a dev-dependency, only the HTTP crates
-//!   (`auth-actix`, `authd`) on actix-web; `xtask` is on top: nothing depends on it;
+//!   (`auth-actix`, `authd`, `session-actix`) on actix-web; `xtask` is on top: nothing
+//!   depends on it;
 //! - no library source reads the environment (only `authd` knows configuration);
 //! - a source file over 600 lines says why at its top (`// tidy: long-file <reason>`);
 //! - no import circle between the top-level modules of a crate;
@@ -84,10 +85,11 @@ const WORKSPACE: &[&str] = &[
     "tiered-auth",
     "auth-actix",
     "authd",
+    "session-actix",
 ];
 
 /// The crates that know actix-web: the service and the adapters other apps link.
-const ACTIX: &[&str] = &["auth-actix", "authd"];
+const ACTIX: &[&str] = &["auth-actix", "authd", "session-actix"];
 
 /// What each crate may depend on among the workspace crates (normal dependencies).
 fn allowed(krate: &str) -> &'static [&'static str] {
@@ -100,6 +102,7 @@ fn allowed(krate: &str) -> &'static [&'static str] {
         "authd" => {
             &["cache-core", "cache-memory", "cache-sql", "cache-redis", "tiered-auth", "auth-actix"]
         }
+        "session-actix" => &["cache-core", "cache-memory", "cache-sql", "cache-redis"],
         _ => &[],
     }
 }

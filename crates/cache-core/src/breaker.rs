@@ -185,7 +185,10 @@ impl<S> Breaker<S> {
         }
     }
 
-    async fn call<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    pub(crate) async fn call<T>(
+        &self,
+        fut: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         if !self.admit() {
             return Err(StoreError::unavailable(BreakerOpen(self.inner.tier)));
         }
@@ -195,7 +198,10 @@ impl<S> Breaker<S> {
     /// Revocations always go through, open or not: one rejected while the tier is merely
     /// stalled (its connection never dropped, so no replay follows) would leave a revoked
     /// session alive there. They are rare; a dead tier costs them one timeout.
-    async fn call_always<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    pub(crate) async fn call_always<T>(
+        &self,
+        fut: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         self.observe(fut).await
     }
 

@@ -3,11 +3,13 @@
 //! A revocation on one instance is published (by the Redis tier) so that every other
 //! instance drops the session from its memory tier. The format is a short line of text:
 //! `s {user} {hash_hex} {at_micros}` for one session, `u {user} {keep_hex|-} {at_micros}`
-//! for all of a user's sessions, `p {user}` for a changed user profile.
+//! for all of a user's sessions, `p {user}` for a changed user profile, `t {hash_hex}` for
+//! a changed or deleted session state, `w {user}` for every state bound to a user.
 
 use chrono::DateTime;
 
 use crate::model::{Revocation, UserId};
+use crate::state::StateKey;
 use crate::token::{SessionKey, TokenHash};
 
 /// A message on the invalidation channel.
@@ -17,6 +19,10 @@ pub enum Invalidation {
     Revoked(Revocation),
     /// A user's cached profile is stale.
     User(UserId),
+    /// A session state changed or was deleted.
+    State(StateKey),
+    /// Every session state bound to the user was deleted.
+    UserStates(UserId),
 }
 
 impl Invalidation {
@@ -31,6 +37,8 @@ impl Invalidation {
                 format!("u {user} {keep} {}", at.timestamp_micros())
             }
             Invalidation::User(user) => format!("p {user}"),
+            Invalidation::State(key) => format!("t {}", key.to_hex()),
+            Invalidation::UserStates(user) => format!("w {user}"),
         }
     }
 
@@ -38,9 +46,17 @@ impl Invalidation {
     pub fn decode(s: &str) -> Option<Self> {
         let mut parts = s.split(' ');
         let kind = parts.next()?;
+        if kind == "t" {
+            let hash = TokenHash::from_hex(parts.next()?)?;
+            return parts
+                .next()
+                .is_none()
+                .then_some(Invalidation::State(StateKey::from_hash(hash)));
+        }
         let user: UserId = parts.next()?.parse().ok()?;
         let msg = match kind {
             "p" => Invalidation::User(user),
+            "w" => Invalidation::UserStates(user),
             "s" | "u" => {
                 let third = parts.next()?;
                 let at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
@@ -76,10 +92,14 @@ mod tests {
             Invalidation::Revoked(Revocation::AllOfUser { user, keep: Some(hash), at }),
             Invalidation::Revoked(Revocation::AllOfUser { user, keep: None, at }),
             Invalidation::User(user),
+            Invalidation::State(StateKey::from_hash(hash)),
+            Invalidation::UserStates(user),
         ] {
             assert_eq!(Invalidation::decode(&msg.encode()), Some(msg));
         }
-        for bad in ["", "x 1", "s 1 zz 5", "p 0", "p 1 extra", "u 1 - notanumber"] {
+        for bad in
+            ["", "x 1", "s 1 zz 5", "p 0", "p 1 extra", "u 1 - notanumber", "t zz", "t", "w 0"]
+        {
             assert_eq!(Invalidation::decode(bad), None, "{bad:?}");
         }
     }

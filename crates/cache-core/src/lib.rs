@@ -4,7 +4,8 @@
 //! implements, the one error type they share, the injected clock, and the generic
 //! combinators that compose tiers: [`Tiered`] (cache-aside reads with backfill and
 //! request coalescing, write-through, delete-through) and [`Breaker`] (a circuit breaker
-//! that lets a tiered store degrade when a cache tier is down).
+//! that lets a tiered store degrade when a cache tier is down); and the session *state*
+//! store of web frameworks ([`SessionStateStore`], composed by [`TieredStates`]).
 //!
 //! Architecture invariant: this crate does no I/O and depends on no driver or framework.
 //! The only system call it makes is reading the OS CSPRNG for new tokens.
@@ -18,6 +19,8 @@ mod id;
 pub mod invalidation;
 pub mod model;
 mod random;
+pub mod state;
+mod state_tiered;
 pub mod store;
 pub mod tiered;
 pub mod token;
@@ -35,6 +38,8 @@ pub use model::{
     Credentials, JournalEntry, NewUser, Purpose, Revocation, Session, SessionWithUser, User,
     UserId, Verification,
 };
+pub use state::{SessionState, SessionStateStore, StateInvalidation, StateKey, StateRecord};
+pub use state_tiered::TieredStates;
 pub use store::{
     AccountStore, ExpiredCleanup, RevocationJournal, RevocationSink, SessionLookup, SessionStore,
     UserCache, VerificationStore,

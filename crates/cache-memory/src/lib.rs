@@ -15,6 +15,8 @@
 //! - [`MemoryRateLimiter`] is the per-instance rate limiter (exact sliding-window logs under
 //!   a striped lock); [`MemoryBlockList`] an in-process IP block list for tests and
 //!   single-instance embeddings.
+//! - [`MemoryStateStore`] holds session *states* (actix-session style,
+//!   [`cache_core::SessionStateStore`]) in a cache of its own.
 //!
 //! Architecture invariant: this crate does no I/O and reads no wall clock.
 
@@ -25,6 +27,7 @@ mod fence;
 mod index;
 mod limiter;
 mod sessions;
+mod states;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -35,6 +38,7 @@ pub use blocks::MemoryBlockList;
 pub use config::MemoryConfig;
 pub use limiter::MemoryRateLimiter;
 pub use moka;
+pub use states::{MemoryStateConfig, MemoryStateStore};
 pub use store::MemoryStore;
 
 /// The tier name this store reports in logs and metrics.

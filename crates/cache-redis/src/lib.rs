@@ -8,7 +8,9 @@
 //! a Sentinel-managed primary, chosen by the URL. [`InvalidationListener`] carries other
 //! instances' revocations to this instance's memory tier.
 //! [`RedisRateLimiter`] is the rate limiter shared by every instance (a sliding-window
-//! log per key, one Lua script per decision).
+//! log per key, one Lua script per decision). [`RedisStore`] also implements
+//! [`cache_core::SessionStateStore`] (session states of web frameworks, one key per
+//! state tagged by its own hash, a per-user index; `states.rs`).
 //!
 //! - Keys hold token hashes only, under one prefix; everything about a user shares the
 //!   hash tag `{u:<id>}`, so each session write is one atomic Lua script and each read
@@ -34,6 +36,7 @@ mod limiter;
 mod listener;
 mod scripts;
 mod sessions;
+mod states;
 mod store;
 mod users;
 mod verifications;

@@ -5,13 +5,14 @@
 //! is down is lost. So the listener flushes its target whenever that connection drops,
 //! whenever it is re-established (messages may have been published in between), and
 //! whenever it falls behind its buffer. In every case the memory tier's own TTL bounds
-//! how long a missed message could matter.
+//! how long a missed message could matter. The same channel carries session-state
+//! changes (`t`, `w`), applied to a [`StateInvalidation`] target when one is given.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::invalidation::Invalidation;
-use cache_core::{RevocationSink, StoreError, UserCache};
+use cache_core::{RevocationSink, StateInvalidation, StoreError, UserCache};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use tokio::sync::broadcast::error::RecvError;
@@ -48,6 +49,19 @@ impl InvalidationListener {
         config: &RedisConfig,
         target: Arc<dyn InvalidationTarget>,
     ) -> Result<Self, StoreError> {
+        Self::spawn_for(config, Targets { sessions: Some(target), states: None }).await
+    }
+
+    /// As [`Self::spawn`], applying the messages about session states to `states` (a
+    /// memory tier of states) and ignoring those about sessions.
+    pub async fn spawn_for_states(
+        config: &RedisConfig,
+        states: Arc<dyn StateInvalidation>,
+    ) -> Result<Self, StoreError> {
+        Self::spawn_for(config, Targets { sessions: None, states: Some(states) }).await
+    }
+
+    async fn spawn_for(config: &RedisConfig, target: Targets) -> Result<Self, StoreError> {
         let client = config.builder()?.build().map_err(RedisError::from)?;
         let channel = Keys::new(&config.key_prefix).channel().to_owned();
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
@@ -85,9 +99,41 @@ impl Drop for InvalidationListener {
     }
 }
 
-async fn flush(target: &dyn InvalidationTarget, why: &'static str) {
-    if let Err(error) = target.clear().await {
+/// What the messages are applied to.
+struct Targets {
+    sessions: Option<Arc<dyn InvalidationTarget>>,
+    states: Option<Arc<dyn StateInvalidation>>,
+}
+
+async fn flush(target: &Targets, why: &'static str) {
+    if let Some(states) = &target.states {
+        states.clear_states();
+    }
+    let Some(sessions) = &target.sessions else { return };
+    if let Err(error) = sessions.clear().await {
         tracing::warn!(%error, why, "could not flush the memory tier");
+    }
+}
+
+/// Applies one decoded message.
+async fn apply(target: &Targets, message: Invalidation) {
+    match (message, &target.sessions, &target.states) {
+        (Invalidation::Revoked(revocation), Some(sessions), _) => {
+            if let Err(error) = sessions.apply_revocations(&[revocation]).await {
+                tracing::warn!(%error, "could not apply a revocation; flushing");
+                flush(target, "apply failed").await;
+            }
+        }
+        (Invalidation::User(user), Some(sessions), _) => {
+            if let Err(error) = sessions.invalidate_user(user).await {
+                tracing::warn!(%error, "could not drop a user; flushing");
+                flush(target, "invalidate failed").await;
+            }
+        }
+        (Invalidation::State(key), _, Some(states)) => states.forget_state(&key),
+        (Invalidation::UserStates(user), _, Some(states)) => states.forget_user_states(user),
+        // A message for a cache this listener does not feed.
+        _ => {}
     }
 }
 
@@ -116,7 +162,7 @@ async fn run(
         Option<fred::types::config::Server>,
     )>,
     channel: String,
-    target: Arc<dyn InvalidationTarget>,
+    target: Targets,
     subscribed: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut subscribed = Some(subscribed);
@@ -132,24 +178,13 @@ async fn run(
                     }
                     let Some(text) = message.value.as_str().map(|s| s.into_owned()) else { continue };
                     match Invalidation::decode(&text) {
-                        Some(Invalidation::Revoked(revocation)) => {
-                            if let Err(error) = target.apply_revocations(&[revocation]).await {
-                                tracing::warn!(%error, "could not apply a revocation; flushing");
-                                flush(&*target, "apply failed").await;
-                            }
-                        }
-                        Some(Invalidation::User(user)) => {
-                            if let Err(error) = target.invalidate_user(user).await {
-                                tracing::warn!(%error, "could not drop a user; flushing");
-                                flush(&*target, "invalidate failed").await;
-                            }
-                        }
+                        Some(message) => apply(&target, message).await,
                         None => tracing::debug!("ignored a malformed invalidation message"),
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "invalidation listener fell behind; flushing the memory tier");
-                    flush(&*target, "lagged").await;
+                    flush(&target, "lagged").await;
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -158,7 +193,7 @@ async fn run(
                     // Subscriptions do not survive a new connection: subscribe again, then
                     // flush what may have been missed while no subscription existed.
                     subscribe(&client, &channel).await;
-                    flush(&*target, "resubscribed").await;
+                    flush(&target, "resubscribed").await;
                     if let Some(tx) = subscribed.take() {
                         let _ = tx.send(());
                         tracing::info!("listening for invalidations");
@@ -175,10 +210,10 @@ async fn run(
                 Ok((error, _)) if connected => {
                     tracing::warn!(%error, "invalidation channel lost; memory tier flushed");
                     connected = false;
-                    flush(&*target, "connection lost").await;
+                    flush(&target, "connection lost").await;
                 }
                 Ok((error, _)) => tracing::debug!(%error, "invalidation channel still down"),
-                Err(RecvError::Lagged(_)) => flush(&*target, "lagged").await,
+                Err(RecvError::Lagged(_)) => flush(&target, "lagged").await,
                 Err(RecvError::Closed) => return,
             },
         }

@@ -243,7 +243,7 @@ pub(crate) struct Lua {
 }
 
 impl Lua {
-    fn new(body: &str) -> Self {
+    pub(crate) fn new(body: &str) -> Self {
         Self { script: Script::from_lua(format!("{PRELUDE}\n{body}")) }
     }
 

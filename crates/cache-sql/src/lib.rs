@@ -15,6 +15,8 @@
 //!   unreachable (reported as unavailable), the query timeout once connected.
 //! - IP blocks (table `ip_blocks`) are the authority of every instance's block list
 //!   ([`cache_core::BlockList`]).
+//! - Session states of web frameworks (table `session_states`) implement
+//!   [`cache_core::SessionStateStore`], keyed by the SHA-256 of the session key.
 //! - Every instance follows the journal by id ([`RevocationFollower`]: PostgreSQL
 //!   `LISTEN/NOTIFY` plus a poll, SQLite a poll) and applies each revocation to its
 //!   caches, so a revocation reaches every cache whatever Redis does.
@@ -36,6 +38,7 @@ mod follow;
 mod rows;
 mod schema;
 mod sessions;
+mod states;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -12,6 +12,7 @@ pub mod lookup;
 #[cfg(feature = "servers")]
 pub mod servers;
 pub mod session;
+pub mod state;
 pub mod user;
 pub mod verification;
 
@@ -113,6 +114,30 @@ macro_rules! __suite {
                 $crate::$module::$name(&store, &clock).await;
             }
         )*
+    };
+}
+
+/// Expands to the `SessionStateStore` conformance tests for the store `$factory` makes.
+#[macro_export]
+macro_rules! session_state_suite {
+    ($factory:path) => {
+        $crate::__suite!(
+            $factory,
+            state,
+            [
+                save_then_load_round_trips,
+                load_missing_is_none,
+                save_over_a_live_state_conflicts,
+                expired_state_is_gone,
+                update_replaces_a_live_state,
+                update_of_a_missing_or_expired_state_is_refused,
+                update_ttl_moves_the_expiry,
+                delete_is_idempotent,
+                delete_user_states_deletes_only_theirs,
+                delete_user_states_follows_rebinding,
+                put_overwrites,
+            ]
+        );
     };
 }
 

@@ -11,13 +11,16 @@
 //!    baseline one connection), in rounds: each round runs every point once
 //!    (A B A B ...), each run after its own warm-up, and the table shows the median of
 //!    the rounds.
-//! 6. Prints the table and the goals, writes JSON under `target/bench/`.
+//! 6. Runs the session-store point (`session.rs`): actix-session's `RedisSessionStore`
+//!    and `session-actix` (memory on, off) behind the same handler, in rounds.
+//! 7. Prints the table and the goals, writes JSON under `target/bench/`.
 
 mod cpu;
 mod criterion;
 mod report;
 mod server;
 mod services;
+mod session;
 mod wrk;
 
 use std::collections::BTreeMap;
@@ -150,6 +153,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         runner.round(&servers, &mut report)?;
     }
     drop(servers);
+    // actix-session's RedisSessionStore against ours, side by side (issue 14).
+    session::run(&root, &services, &plan, args.no_build, &mut report)?;
 
     if args.scale {
         runner.scale(&bin, &services, &out_dir, &mut report)?;
