@@ -4,4 +4,5 @@
 //! file, and the helpers they share are modules of this binary.
 
 mod conformance;
+mod states;
 mod tiered_sql;

@@ -7,12 +7,12 @@
 //! The expired-cleanup suite does not apply: Redis expires keys by their TTL (the
 //! remaining life), so `delete_expired_*` has nothing to find and returns nothing.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use cache_core::ManualClock;
 use cache_redis::RedisStore;
 
-use crate::support::{RedisCluster, Stack, memory, stack, test_config};
+use crate::support::{Stack, memory, stack, test_config};
 
 /// A store on the Redis at `REDIS_URL`; `None` (skipped) when unset.
 async fn redis(clock: Arc<ManualClock>) -> Option<RedisStore> {
@@ -35,21 +35,9 @@ mod redis_lookups {
     cache_testkit::session_lookup_suite!(super::redis, cache);
 }
 
-/// One Cluster for the whole binary. A `static` is never dropped: its processes are
-/// killed by their watchdogs when this test binary exits.
-static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
-
-/// A store on the test Cluster (always runs: it needs only `redis-server` on PATH).
+/// A store on the binary's test Cluster (always runs: it needs only `redis-server`).
 async fn cluster(clock: Arc<ManualClock>) -> Option<RedisStore> {
-    if !crate::support::redis_server_available() {
-        return None;
-    }
-    let url = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(RedisCluster::start).url())
-        .await
-        .unwrap();
-    let store = RedisStore::connect(test_config(&url, "cluster"), clock).await.unwrap();
-    assert!(store.is_trusted(), "cluster store not ready after connect");
-    Some(store)
+    crate::support::cluster_store(clock, "cluster").await
 }
 
 mod cluster_sessions {

@@ -7,6 +7,7 @@ mod conformance;
 mod faults;
 mod limiter;
 mod sentinel;
+mod states;
 mod store;
 mod support;
 mod tiered;

@@ -59,3 +59,24 @@ pub fn test_config(url: &str, tag: &str) -> RedisConfig {
         ..RedisConfig::default()
     }
 }
+
+/// One Cluster for the whole binary. A `static` is never dropped: its processes are
+/// killed by their watchdogs when this test binary exits.
+static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+
+/// A store on the binary's test Cluster, its keys under a prefix of `tag`; `None` (a
+/// recorded skip) without `redis-server`.
+pub async fn cluster_store(
+    clock: std::sync::Arc<cache_core::ManualClock>,
+    tag: &str,
+) -> Option<RedisStore> {
+    if !redis_server_available() {
+        return None;
+    }
+    let url = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(RedisCluster::start).url())
+        .await
+        .unwrap();
+    let store = RedisStore::connect(test_config(&url, tag), clock).await.unwrap();
+    assert!(store.is_trusted(), "cluster store not ready after connect");
+    Some(store)
+}

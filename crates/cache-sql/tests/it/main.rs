@@ -7,3 +7,4 @@ mod blocks;
 mod conformance;
 mod follow;
 mod sql;
+mod states;

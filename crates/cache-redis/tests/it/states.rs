@@ -3,9 +3,7 @@
 //! production composition `TieredStates<memory, TieredStates<Breaker<Redis>, SQL>>` on
 //! PostgreSQL; and the cross-instance invalidation of the memory tier of states.
 
-mod support;
-
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{
@@ -15,7 +13,7 @@ use cache_memory::{MemoryStateConfig, MemoryStateStore};
 use cache_redis::{InvalidationListener, RedisConfig, RedisStore};
 use cache_sql::SqlStore;
 
-use support::{RedisCluster, test_config};
+use crate::support::test_config;
 
 type StateStack = TieredStates<MemoryStateStore, TieredStates<Breaker<RedisStore>, SqlStore>>;
 
@@ -30,19 +28,8 @@ mod redis_states {
     cache_testkit::session_state_suite!(super::redis);
 }
 
-/// One Cluster for the whole binary; its processes die with it (watchdogs).
-static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
-
 async fn cluster(clock: Arc<ManualClock>) -> Option<RedisStore> {
-    if !support::redis_server_available() {
-        return None;
-    }
-    let url = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(RedisCluster::start).url())
-        .await
-        .unwrap();
-    let store = RedisStore::connect(test_config(&url, "cluster-states"), clock).await.unwrap();
-    assert!(store.is_trusted(), "cluster store not ready after connect");
-    Some(store)
+    crate::support::cluster_store(clock, "cluster-states").await
 }
 
 mod cluster_states {

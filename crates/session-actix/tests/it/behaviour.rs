@@ -4,8 +4,6 @@
 //! SQLite, PostgreSQL (`DATABASE_URL`) and memory -> Redis -> PostgreSQL (`DATABASE_URL`
 //! and `REDIS_URL`). Expiry is decided by a manual clock the tests move.
 
-mod common;
-
 use std::sync::Arc;
 
 use actix_session::config::TtlExtensionPolicy;
@@ -16,7 +14,7 @@ use cache_core::{ManualClock, StateKey, UserId};
 use chrono::Duration;
 use session_actix::TieredSessionStore;
 
-use common::{TTL_SECS, app, call};
+use crate::common::{TTL_SECS, app, call};
 
 /// Values are stored as JSON by actix-session: what `/get` answers for `v`.
 fn json(v: &str) -> String {

@@ -4,24 +4,21 @@
 //! The stack runs on memory -> Redis (its own redis-server on a free port) -> PostgreSQL
 //! (`DATABASE_URL`).
 
-mod common;
-
-#[path = "../../cache-redis/tests/support/mod.rs"]
-mod support;
+use cache_testkit::servers::{RedisServer, redis_server_available};
 
 use actix_session::config::TtlExtensionPolicy;
 use actix_web::cookie::Key;
 use actix_web::http::StatusCode;
 
-use common::{app, call, stack_at, unique_prefix};
+use crate::common::{app, call, stack_at, unique_prefix};
 
 #[actix_web::test]
 async fn redis_killed_mid_run_loses_no_acknowledged_state() {
     let Some(db) = cache_testkit::service_url("DATABASE_URL") else { return };
-    if !support::redis_server_available() {
+    if !redis_server_available() {
         return;
     }
-    let mut redis = support::RedisServer::start("session-actix-outage", &[]);
+    let mut redis = RedisServer::start("session-actix-outage", &[]);
     let clock = cache_testkit::new_clock();
     let url = cache_sql::testing::empty_postgres_schema(&db, clock.clone()).await.unwrap();
     let prefix = unique_prefix("outage");
