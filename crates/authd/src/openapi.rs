@@ -48,6 +48,8 @@ use crate::settings::Settings;
         routes::me::me,
         routes::me::list_sessions,
         routes::me::revoke_session,
+        routes::events::my_events,
+        routes::events::user_events,
         routes::ops::live,
         routes::ops::ready_status,
         routes::analytics::analytics,
@@ -79,6 +81,8 @@ use crate::settings::Settings;
         routes::admin::IpBlockBody,
         routes::admin::IpBlockListResponse,
         routes::admin::BlockRequest,
+        routes::events::EventBody,
+        routes::events::EventListResponse,
     )),
     modifiers(&AdminToken),
     tags(

@@ -176,6 +176,13 @@ impl ApplicationBuilder {
         drop(abuse.spawn_refresher(settings.abuse.block_refresh()));
         let service =
             if settings.abuse.enabled { service.with_abuse(abuse.clone()) } else { service };
+        // The security event log: SQL is its authority (no cache tier), written by a
+        // background task so that no flow waits for it.
+        let event_log: Arc<dyn auth::EventLog> = Arc::new(backends.sql.clone());
+        let service = service
+            .with_events(settings.events.events_config(), event_log)
+            .context("invalid events settings")
+            .context(StartupFailure::Config)?;
         let security = Security::new(security::guard_config(&settings), abuse, cookie_policy);
         Ok(Parts { service, cookie_policy, backends, metrics, settings, ops, security })
     }

@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod clock;
 mod coalesce;
 pub mod error;
+pub mod events;
 mod id;
 pub mod invalidation;
 pub mod model;
@@ -34,6 +35,7 @@ pub use abuse::{MockBlockList, MockRateLimitStore};
 pub use breaker::{Breaker, BreakerConfig, BreakerHandle, BreakerState};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{BoxError, Conflict, StoreError, StoreResult};
+pub use events::{EventKind, EventLog, NewEvent, SecurityEvent};
 pub use model::{
     Credentials, JournalEntry, NewUser, Purpose, Revocation, Session, SessionWithUser, User,
     UserId, Verification,

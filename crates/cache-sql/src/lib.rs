@@ -20,6 +20,8 @@
 //! - Every instance follows the journal by id ([`RevocationFollower`]: PostgreSQL
 //!   `LISTEN/NOTIFY` plus a poll, SQLite a poll) and applies each revocation to its
 //!   caches, so a revocation reaches every cache whatever Redis does.
+//! - The security event log (table `security_events`) is kept here only
+//!   ([`cache_core::EventLog`]), appended in batches off the request path.
 //! - Migrations (`migrations/postgres`, `migrations/sqlite`) are embedded and applied
 //!   by [`SqlStore::migrate`] under a lock, so instances starting at once all come up.
 
@@ -34,6 +36,7 @@ mod analytics;
 mod blocks;
 mod bulk;
 mod error;
+mod events;
 mod follow;
 mod rows;
 mod schema;

@@ -112,6 +112,26 @@ pub async fn execute(store: &SqlStore, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every row of `security_events`, each as one text of all its columns joined by `|`:
+/// for tests that check what the event log stores (never a secret).
+pub async fn security_event_rows(store: &SqlStore) -> Result<Vec<String>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        line: String,
+    }
+    let rows = with_conn!(store, |conn| {
+        Ok(diesel::sql_query(
+            "SELECT CAST(id AS TEXT) || '|' || CAST(user_id AS TEXT) || '|' || kind || '|' \
+             || CAST(at AS TEXT) || '|' || COALESCE(ip, '') || '|' || COALESCE(device, '') \
+             || '|' || COALESCE(device_key, '') AS line FROM security_events ORDER BY id",
+        )
+        .load::<Line>(conn)
+        .await?)
+    })?;
+    Ok(rows.into_iter().map(|r| r.line).collect())
+}
+
 /// The creation time encoded in a test schema's name.
 fn schema_created(name: &str) -> Option<i64> {
     let rest = name.strip_prefix(SCHEMA_PREFIX)?;

@@ -11,6 +11,7 @@
 pub mod abuse;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod mail;
 pub mod password;
 mod service;
@@ -24,6 +25,7 @@ pub mod passwords {
 pub use abuse::{Abuse, AbuseConfig, Action, Detector, Scope};
 pub use config::{Argon2Params, AuthConfig, FingerprintPolicy, PasswordPolicy};
 pub use error::AuthError;
+pub use events::{EventsConfig, SecurityEvents};
 pub use mail::{
     FileMailer, MailError, MailKind, Mailer, OutgoingMail, SmtpConfig, SmtpMailer, SmtpTls,
 };
@@ -34,9 +36,9 @@ pub use service::{
 
 // What callers need from cache-core, so that `authd` can name them through this crate.
 pub use cache_core::{
-    AccountStore, BoxError, Clock, ManualClock, Purpose, Session, SessionKey, SessionStore,
-    SessionToken, SharedClock, StoreError, SystemClock, TokenHash, User, UserCache, UserId,
-    VerificationStore, VerificationToken,
+    AccountStore, BoxError, Clock, EventKind, EventLog, ManualClock, Purpose, SecurityEvent,
+    Session, SessionKey, SessionStore, SessionToken, SharedClock, StoreError, SystemClock,
+    TokenHash, User, UserCache, UserId, VerificationStore, VerificationToken,
 };
 
 /// The README's examples, compiled and run as doctests.

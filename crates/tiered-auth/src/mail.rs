@@ -23,6 +23,17 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, mail: OutgoingMail) -> Result<(), MailError>;
 }
 
+/// Sends `mail`; a failure is logged (without the body, which holds a token) and
+/// counted (`auth_mail_failures_total`). For background tasks, whose caller has already
+/// answered.
+pub(crate) async fn send_mail(mailer: &dyn Mailer, mail: OutgoingMail) {
+    let kind = mail.kind;
+    if let Err(e) = mailer.send(mail).await {
+        metrics::counter!("auth_mail_failures_total", "kind" => kind.as_str()).increment(1);
+        tracing::error!(kind = kind.as_str(), error = %crate::error::Chain(&e), "mail not sent");
+    }
+}
+
 /// Which flow a message belongs to; for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -33,6 +44,10 @@ pub enum MailKind {
     AlreadyRegistered,
     /// A link that allows setting a new password.
     PasswordReset,
+    /// A sign-in from a device not seen lately.
+    NewSignIn,
+    /// Failed sign-ins crossed the alert threshold.
+    FailedSignIns,
 }
 
 impl MailKind {
@@ -42,6 +57,8 @@ impl MailKind {
             MailKind::EmailVerification => "email_verification",
             MailKind::AlreadyRegistered => "already_registered",
             MailKind::PasswordReset => "password_reset",
+            MailKind::NewSignIn => "new_sign_in",
+            MailKind::FailedSignIns => "failed_sign_ins",
         }
     }
 }

@@ -14,6 +14,8 @@
 //!    someone who could not verify it (a typo, or an attacker pre-registering someone
 //!    else's address) can be registered afresh. Such accounts never had a session
 //!    (logins need a verified address), so no tier holds anything else of theirs.
+//! 5. security events older than `events.retention_days` are deleted, `batch_size` rows
+//!    a statement.
 //!
 //! Reads never depend on the janitor (every tier filters expired entries by the clock);
 //! it only reclaims space and keeps indexes short. Passes on several instances at once
@@ -22,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::{ExpiredCleanup, SharedClock, StoreError};
+use cache_core::{EventLog, ExpiredCleanup, SharedClock, StoreError};
 use cache_redis::RedisStore;
 use cache_sql::SqlStore;
 use serde::Serialize;
@@ -42,6 +44,8 @@ pub struct JanitorReport {
     pub journal_rows: u64,
     /// Expired unverified accounts deleted.
     pub unverified_accounts: u64,
+    /// Security events older than the retention deleted.
+    pub events: u64,
     /// Delete statements run (sessions and verifications).
     pub batches: u64,
     /// Session keys whose Redis index entries were dropped.
@@ -60,6 +64,7 @@ struct Metrics {
     verifications: metrics::Counter,
     journal: metrics::Counter,
     unverified_accounts: metrics::Counter,
+    events: metrics::Counter,
     expired: metrics::Counter,
     passes_ok: metrics::Counter,
     passes_failed: metrics::Counter,
@@ -76,6 +81,7 @@ impl Metrics {
             verifications: deleted("verification"),
             journal: deleted("revocation"),
             unverified_accounts: deleted("unverified_account"),
+            events: deleted("security_event"),
             expired: metrics::counter!("auth_sessions_expired_total"),
             passes_ok: metrics::counter!("janitor_passes_total", "result" => "ok"),
             passes_failed: metrics::counter!("janitor_passes_total", "result" => "error"),
@@ -95,6 +101,8 @@ pub struct Janitor {
     journal_retention: chrono::Duration,
     /// Unverified accounts older than this are deleted; `None`: kept.
     unverified_account_ttl: Option<chrono::Duration>,
+    /// Security events older than this are deleted; `None`: kept.
+    event_retention: Option<chrono::Duration>,
     metrics: Metrics,
 }
 
@@ -135,6 +143,7 @@ impl Janitor {
             clock,
             journal_retention,
             unverified_account_ttl: None,
+            event_retention: None,
             metrics: Metrics::new(),
         }
     }
@@ -144,6 +153,14 @@ impl Janitor {
     pub fn with_unverified_account_ttl(mut self, ttl: Duration) -> Self {
         self.unverified_account_ttl =
             Some(chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX));
+        self
+    }
+
+    /// Also deletes security events older than `retention` (the service's janitor does,
+    /// with `events.retention_days`).
+    pub fn with_event_retention(mut self, retention: Duration) -> Self {
+        self.event_retention =
+            Some(chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX));
         self
     }
 
@@ -257,6 +274,24 @@ impl Janitor {
                 tokio::task::yield_now().await;
             }
         }
+        if let Some(retention) = self.event_retention {
+            let before = self.clock.now() - retention;
+            let mut event_batches = 0;
+            loop {
+                if event_batches >= max_batches {
+                    complete = false;
+                    break;
+                }
+                let n = self.sql.trim_events(before, batch_size).await?;
+                event_batches += 1;
+                report.events += n;
+                self.metrics.events.increment(n);
+                if n < batch_size as u64 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         report.complete = complete;
         Ok(())
     }
@@ -274,6 +309,7 @@ impl Janitor {
                             + report.verifications
                             + report.journal_rows
                             + report.unverified_accounts
+                            + report.events
                             > 0 =>
                     {
                         tracing::info!(
@@ -281,6 +317,7 @@ impl Janitor {
                             verifications = report.verifications,
                             journal_rows = report.journal_rows,
                             unverified_accounts = report.unverified_accounts,
+                            events = report.events,
                             batches = report.batches,
                             complete = report.complete,
                             "janitor pass"

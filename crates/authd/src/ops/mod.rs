@@ -212,6 +212,7 @@ fn janitor_for(
         absolute.max(replay),
     )
     .with_unverified_account_ttl(Duration::from_secs(settings.auth.unverified_account_ttl_secs))
+    .with_event_retention(settings.events.retention())
 }
 
 /// What [`cleanup`] did.
@@ -252,6 +253,7 @@ pub async fn cleanup(
         t.verifications += pass.verifications;
         t.journal_rows += pass.journal_rows;
         t.unverified_accounts += pass.unverified_accounts;
+        t.events += pass.events;
         t.batches += pass.batches;
         t.redis_forgotten += pass.redis_forgotten;
         t.redis_skipped += pass.redis_skipped;

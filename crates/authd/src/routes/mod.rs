@@ -18,6 +18,7 @@ use crate::error::{self, ApiError};
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod events;
 pub mod me;
 pub mod ops;
 pub mod pages;
@@ -130,6 +131,7 @@ pub fn public_endpoints() -> Vec<Endpoint> {
         v1("/auth/forgot-password", vec![post(auth::forgot_password)]),
         v1("/auth/reset-password", vec![post(auth::reset_password)]),
         v1("/me", vec![get(me::me)]),
+        v1("/me/events", vec![get(events::my_events)]),
         v1("/sessions", vec![get(me::list_sessions)]),
         v1("/sessions/{id}", vec![delete(me::revoke_session)]),
         v1("/admin/analytics", vec![get(analytics::analytics)]),
@@ -137,6 +139,7 @@ pub fn public_endpoints() -> Vec<Endpoint> {
             "/admin/users/{id}/sessions",
             vec![get(admin::user_sessions), delete(admin::revoke_user_sessions)],
         ),
+        v1("/admin/users/{id}/events", vec![get(events::user_events)]),
         v1(
             "/admin/ip-blocks",
             vec![get(admin::list_blocks), post(admin::block), delete(admin::unblock)],

@@ -12,8 +12,8 @@
 //!
 //! Each section lives in its own file here (`server.rs`, `database.rs`, `memory.rs`,
 //! `redis.rs`, `cookie.rs`, `mail.rs`, `auth.rs`, `log.rs`, `admin.rs`, [`ops`],
-//! [`security`]); this file holds the root [`Settings`], the loading and the validation
-//! across sections. The features import their settings from here, never the other way
+//! [`security`], [`events`]); this file holds the root [`Settings`], the loading and
+//! the validation across sections. The features import their settings from here, never the other way
 //! round, so that no import circle runs through the configuration.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ mod admin;
 mod auth;
 mod cookie;
 mod database;
+pub mod events;
 mod log;
 mod mail;
 mod memory;
@@ -92,6 +93,8 @@ pub struct Settings {
     pub security: security::SecuritySettings,
     /// Rate limits and automatic IP blocks.
     pub abuse: security::AbuseSettings,
+    /// The security event log and its alerts.
+    pub events: events::EventsSettings,
 }
 
 impl Default for Settings {
@@ -112,6 +115,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             security: security::SecuritySettings::default(),
             abuse: security::AbuseSettings::default(),
+            events: events::EventsSettings::default(),
         }
     }
 }
@@ -255,6 +259,7 @@ impl Settings {
         }
 
         self.janitor.validate()?;
+        self.events.validate()?;
         self.analytics.validate()?;
         self.warm_up.validate()?;
 

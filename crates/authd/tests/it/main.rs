@@ -1,4 +1,6 @@
-//! The integration tests of `authd`: the HTTP API, the pages in a real browser, operations, abuse protection, revocation under faults, the bench routes and the command line, against the app on real stores.
+//! The integration tests of `authd`: the HTTP API, the pages in a real browser,
+//! operations, abuse protection, security events and alerts, revocation under faults,
+//! the bench routes and the command line, against the app on real stores.
 //!
 //! `request_id.rs` stays a binary of its own: it installs a global subscriber and checks
 //! that every log line of a window carries one request id, which the other tests' lines
@@ -12,6 +14,7 @@ mod api;
 mod bench_routes;
 mod browser;
 mod cli;
+mod events;
 mod ops;
 mod revocation;
 mod support;

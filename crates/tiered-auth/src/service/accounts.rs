@@ -2,7 +2,8 @@
 //! and reset password, and the verification links they store and mail.
 
 use cache_core::{
-    Conflict, NewUser, Purpose, StoreError, User, UserId, Verification, VerificationToken,
+    Conflict, EventKind, NewUser, Purpose, StoreError, User, UserId, Verification,
+    VerificationToken,
 };
 
 use super::mails::{already_registered_mail, reset_mail, send_mail, verification_mail};
@@ -67,6 +68,7 @@ impl AuthService {
             // The account is gone or its address changed since the link was sent.
             .ok_or(AuthError::InvalidToken)?;
         self.invalidate_user(user.id).await;
+        self.record(user.id, EventKind::EmailVerified, &ClientInfo::default());
         Ok(user)
     }
 
@@ -148,6 +150,7 @@ impl AuthService {
             .increment(revoked);
         // A reset link mailed before the change would otherwise undo it.
         stores.verifications.delete_verifications(user, Purpose::PasswordReset).await?;
+        self.record_by_session(EventKind::PasswordChanged, &auth.session);
         Ok(revoked)
     }
 
@@ -164,6 +167,7 @@ impl AuthService {
         }
         if let Some(credentials) = self.stores().accounts.credentials_by_email(&email).await? {
             let user = credentials.user;
+            self.record(user.id, EventKind::PasswordResetRequested, &ClientInfo::default());
             self.spawn_verification(Flow::Forgot, user.id, user.email, Purpose::PasswordReset);
         }
         Ok(())
@@ -197,6 +201,7 @@ impl AuthService {
         // The address is verified now: pending verification links have nothing left to do.
         stores.verifications.delete_verifications(user, Purpose::EmailVerification).await?;
         self.invalidate_user(user).await;
+        self.record(user, EventKind::PasswordReset, &ClientInfo::default());
         Ok(())
     }
 

@@ -1,19 +1,10 @@
 //! The mails the flows send (verification link, reset link, "already registered"
-//! notice) and how one is sent from a background task.
+//! notice); they are sent from background tasks by `crate::mail::send_mail`.
 
 use cache_core::VerificationToken;
 
-use crate::error::Chain;
-use crate::mail::{MailKind, Mailer, OutgoingMail};
-
-/// Sends `mail`; a failure is logged (without the body, which holds a token) and counted.
-pub(super) async fn send_mail(mailer: &dyn Mailer, mail: OutgoingMail) {
-    let kind = mail.kind;
-    if let Err(e) = mailer.send(mail).await {
-        metrics::counter!("auth_mail_failures_total", "kind" => kind.as_str()).increment(1);
-        tracing::error!(kind = kind.as_str(), error = %Chain(&e), "mail not sent");
-    }
-}
+pub(super) use crate::mail::send_mail;
+use crate::mail::{MailKind, OutgoingMail};
 
 /// `d` in words, for mails: whole hours or days when it is a multiple of them.
 pub(super) fn in_words(d: chrono::Duration) -> String {

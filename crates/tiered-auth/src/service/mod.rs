@@ -2,11 +2,13 @@
 //!
 //! The flows are split by subject: `sessions.rs` (login, validate with renewal, logout,
 //! session lists and revocation), `accounts.rs` (register, verify, resend, change,
-//! forgot and reset password, and the verification links they issue), `mails.rs` (the
+//! forgot and reset password, and the verification links they issue), `events.rs`
+//! (recording security events off the request path, and reading them), `mails.rs` (the
 //! texts of the mails); `types.rs` holds the inputs and answers of the flows. This file
 //! builds the service and runs its background work.
 
 mod accounts;
+mod events;
 mod mails;
 mod sessions;
 mod types;
@@ -55,6 +57,8 @@ struct Inner {
     base_url: String,
     /// Rate limits and automatic blocks, when attached ([`AuthService::with_abuse`]).
     abuse: Option<Abuse>,
+    /// The security event log, when attached ([`AuthService::with_events`]).
+    events: Option<crate::events::SecurityEvents>,
     /// Where background work (link writes, mail) runs: the runtime the service was
     /// built on, when there was one. An HTTP server's request threads (actix-web runs a
     /// single-threaded runtime per worker) then do not run it between requests, so it
@@ -136,6 +140,7 @@ impl AuthService {
                 dummy_hash,
                 base_url,
                 abuse: None,
+                events: None,
                 background: tokio::runtime::Handle::try_current().ok(),
                 seen_addresses: Arc::default(),
             }),

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::PoisonError;
 
 use cache_core::{
-    Conflict, Session, SessionKey, SessionToken, SessionWithUser, StoreError, TokenHash, UserId,
+    Conflict, EventKind, Session, SessionKey, SessionToken, SessionWithUser, StoreError, TokenHash,
+    UserId,
 };
 use chrono::{DateTime, Utc};
 
@@ -36,7 +37,15 @@ impl AuthService {
         // new accounts out of one.
         let account =
             normalize_email(&input.email).unwrap_or_else(|_| input.email.trim().to_lowercase());
-        let permits = abuse.check_login(client.ip, &account).await?;
+        let permits = match abuse.check_login(client.ip, &account).await {
+            Ok(permits) => permits,
+            Err(e) => {
+                if matches!(e, AuthError::RateLimited { .. }) {
+                    self.record_by_email(&account, EventKind::BlockedByLimits, client);
+                }
+                return Err(e);
+            }
+        };
         let result = self.login_unguarded(input, client).await;
         match &result {
             Err(AuthError::InvalidCredentials) => {
@@ -72,6 +81,7 @@ impl AuthService {
         };
         if !self.inner.hasher.verify(password, credentials.password_hash).await? {
             metrics::counter!("auth_logins_total", "result" => "invalid").increment(1);
+            self.record(credentials.user.id, EventKind::SignInFailed, client);
             return Err(AuthError::InvalidCredentials);
         }
         let user = credentials.user;
@@ -105,6 +115,7 @@ impl AuthService {
         }
         metrics::counter!("auth_logins_total", "result" => "success").increment(1);
         metrics::counter!("auth_sessions_created_total").increment(1);
+        self.record(user.id, EventKind::SignIn, client);
         Ok(LoginOutcome { token, session, user })
     }
 
@@ -277,6 +288,7 @@ impl AuthService {
         let key = token.key();
         if self.stores().sessions.delete(&key).await? {
             metrics::counter!("auth_sessions_revoked_total", "reason" => "logout").increment(1);
+            self.record(key.user, EventKind::SignOut, client);
         } else {
             self.no_such_session(&key, client).await;
         }
@@ -294,6 +306,7 @@ impl AuthService {
         let revoked = self.stores().sessions.delete_user_sessions(auth.user.id, keep).await?;
         metrics::counter!("auth_sessions_revoked_total", "reason" => "logout_everywhere")
             .increment(revoked);
+        self.record_by_session(EventKind::SignOutEverywhere, &auth.session);
         Ok(revoked)
     }
 
@@ -324,6 +337,7 @@ impl AuthService {
             return Err(AuthError::NotFound);
         }
         metrics::counter!("auth_sessions_revoked_total", "reason" => "revoke").increment(1);
+        self.record_by_session(EventKind::SessionEnded, &auth.session);
         Ok(())
     }
 
@@ -348,6 +362,7 @@ impl AuthService {
     pub async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, AuthError> {
         let revoked = self.stores().sessions.delete_user_sessions(user, None).await?;
         metrics::counter!("auth_sessions_revoked_total", "reason" => "admin").increment(revoked);
+        self.record(user, EventKind::SessionEndedByAdmin, &ClientInfo::default());
         Ok(revoked)
     }
 
