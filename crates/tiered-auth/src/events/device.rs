@@ -26,7 +26,18 @@ impl Device {
         let ua = user_agent.unwrap_or("");
         let (browser, os) = (browser_family(ua), os_family(ua));
         let network = ip.and_then(network).map_or_else(|| "-".to_owned(), |n| n.to_string());
-        Device { summary: format!("{browser} on {os}"), key: format!("{browser}|{os}|{network}") }
+        Device { summary: summary(ua), key: format!("{browser}|{os}|{network}") }
+    }
+}
+
+/// "Firefox on Linux", for people (account pages, mails): what the families tell, and
+/// no "Other" (an unknown browser or system is named so, or left out).
+pub fn summary(user_agent: &str) -> String {
+    match (browser_family(user_agent), os_family(user_agent)) {
+        ("Other", "Other") => "Unknown device".to_owned(),
+        (browser, "Other") => browser.to_owned(),
+        ("Other", os) => format!("Unknown browser on {os}"),
+        (browser, os) => format!("{browser} on {os}"),
     }
 }
 
@@ -131,5 +142,14 @@ mod tests {
         assert_eq!(v6.key, "Other|Other|2001:db8:1::/48");
         assert_eq!(Device::of(None, ip("::ffff:192.0.2.9")).key, "Other|Other|192.0.2.0/24");
         assert_eq!(Device::of(None, None).key, "Other|Other|-");
+    }
+
+    #[test]
+    fn summaries_name_what_is_known() {
+        assert_eq!(summary(SAFARI_IPHONE), "Safari on iOS");
+        assert_eq!(summary("curl/8.5.0"), "curl");
+        assert_eq!(summary("Mozilla/5.0 (X11; Linux x86_64) Lynx"), "Unknown browser on Linux");
+        assert_eq!(summary(""), "Unknown device");
+        assert_eq!(summary("<script>"), "Unknown device");
     }
 }

@@ -9,7 +9,7 @@
 //! mails the alerts (`mails.rs`). A device is browser family + OS family + address
 //! network (`device.rs`). The session check (`validate`) records nothing.
 
-mod device;
+pub mod device;
 mod mails;
 mod writer;
 

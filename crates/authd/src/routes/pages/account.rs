@@ -77,38 +77,10 @@ fn account_notice(key: &str) -> Option<&'static str> {
     })
 }
 
-/// "Chrome on Linux": the browser and system families of a user agent, for people.
+/// "Chrome on Linux": the browser and system families of a user agent, for people (the
+/// same words as the security events' device summaries).
 pub fn device(user_agent: Option<&str>) -> String {
-    let Some(ua) = user_agent.filter(|ua| !ua.is_empty()) else {
-        return "Unknown device".to_owned();
-    };
-    let browser = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| ua.contains(needle))
-    .map_or("Unknown browser", |(_, name)| name);
-    let system = [
-        ("Android", "Android"),
-        ("iPhone", "iOS"),
-        ("iPad", "iPadOS"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| ua.contains(needle))
-    .map(|(_, name)| name);
-    match system {
-        Some(system) => format!("{browser} on {system}"),
-        None => browser.to_owned(),
-    }
+    auth::events::device::summary(user_agent.unwrap_or(""))
 }
 
 fn when(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -308,6 +280,6 @@ mod tests {
         assert_eq!(device(Some(iphone)), "Safari on iOS");
         assert_eq!(device(Some("curl/8.5.0")), "curl");
         assert_eq!(device(None), "Unknown device");
-        assert_eq!(device(Some("<script>")), "Unknown browser");
+        assert_eq!(device(Some("<script>")), "Unknown device");
     }
 }
