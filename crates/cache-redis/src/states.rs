@@ -163,14 +163,14 @@ impl RedisStore {
         ];
         let written: i64 =
             scripts().write.call(&self.shared.pool, vec![self.state_key(key)], args).await?;
-        if written == 1 {
-            if let Some(user) = record.user {
-                let args: Vec<Value> = vec![key.to_hex().into(), px(record.expires_at, now).into()];
-                let _: i64 = scripts()
-                    .index_add
-                    .call(&self.shared.pool, vec![self.state_index(user)], args)
-                    .await?;
-            }
+        if written == 1
+            && let Some(user) = record.user
+        {
+            let args: Vec<Value> = vec![key.to_hex().into(), px(record.expires_at, now).into()];
+            let _: i64 = scripts()
+                .index_add
+                .call(&self.shared.pool, vec![self.state_index(user)], args)
+                .await?;
         }
         Ok(written == 1)
     }

@@ -65,7 +65,6 @@ fn limit_i64(limit: usize) -> i64 {
 impl EventLog for SqlStore {
     async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
         use diesel_async::AsyncConnection as _;
-        use diesel_async::scoped_futures::ScopedFutureExt as _;
 
         if events.is_empty() {
             return Ok(());
@@ -83,26 +82,23 @@ impl EventLog for SqlStore {
             .collect();
         self.count(rows.len() as u64);
         with_conn!(self, |conn| {
-            conn.transaction::<_, SqlError, _>(|conn| {
-                async move {
-                    for row in rows {
-                        diesel::sql_query(
-                            "INSERT INTO security_events \
+            conn.transaction::<_, SqlError, _>(async move |conn| {
+                for row in rows {
+                    diesel::sql_query(
+                        "INSERT INTO security_events \
                              (user_id, kind, at, ip, device, device_key) \
                              VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind::<BigInt, _>(row.user_id)
-                        .bind::<Text, _>(row.kind)
-                        .bind::<TsSql, _>(row.at)
-                        .bind::<Nullable<Text>, _>(row.ip)
-                        .bind::<Nullable<Text>, _>(row.device)
-                        .bind::<Nullable<Text>, _>(row.device_key)
-                        .execute(conn)
-                        .await?;
-                    }
-                    Ok(())
+                    )
+                    .bind::<BigInt, _>(row.user_id)
+                    .bind::<Text, _>(row.kind)
+                    .bind::<TsSql, _>(row.at)
+                    .bind::<Nullable<Text>, _>(row.ip)
+                    .bind::<Nullable<Text>, _>(row.device)
+                    .bind::<Nullable<Text>, _>(row.device_key)
+                    .execute(conn)
+                    .await?;
                 }
-                .scope_boxed()
+                Ok(())
             })
             .await
         })?;

@@ -23,7 +23,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    PASSWORD, decode_quoted_printable, init_logs, random_email, random_hex, temp_dir, token_in_dir,
+    PASSWORD, init_logs, mail_text, random_email, random_hex, temp_dir, token_in_dir,
 };
 
 const ADMIN_TOKEN: &str = "test-admin-token-events-0123456789abcdef";
@@ -197,7 +197,7 @@ impl Env {
         let entries = std::fs::read_dir(self.mail_dir.path()).into_iter().flatten().flatten();
         entries
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .map(|raw| decode_quoted_printable(&raw))
+            .map(|raw| mail_text(&raw))
             .filter(|text| {
                 let lines: Vec<String> =
                     text.lines().map(|l| l.trim().to_ascii_lowercase()).collect();

@@ -56,9 +56,9 @@ pub fn token_in_dir(dir: &Path, to: &str, path: &str) -> Option<String> {
     newest.map(|(_, token)| token)
 }
 
-/// The `To:` addresses (one `To: address` line each) and the text body of a mail file,
-/// parsed by mail-parser, which undoes the transfer encoding lettre picked
-/// (quoted-printable or 8bit). Empty when the file is not a mail (yet).
+/// The `To:` addresses (one `To: address` line each), the `Subject:` line and the text
+/// body of a mail file, parsed by mail-parser, which undoes the transfer encoding lettre
+/// picked (quoted-printable or 8bit). Empty when the file is not a mail (yet).
 pub fn mail_text(raw: &str) -> String {
     let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
         return String::new();
@@ -70,6 +70,9 @@ pub fn mail_text(raw: &str) -> String {
         .filter_map(|addr| addr.address())
         .map(|addr| format!("To: {addr}\n"))
         .collect();
+    if let Some(subject) = message.subject() {
+        text.push_str(&format!("Subject: {subject}\n"));
+    }
     text.push_str(&message.body_text(0).unwrap_or_default());
     text
 }

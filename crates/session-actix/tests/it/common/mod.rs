@@ -2,7 +2,6 @@
 //! carries the session cookie from response to request, and the store configurations
 //! the behaviour tests run on.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
