@@ -142,8 +142,7 @@ impl Instance {
     }
 
     async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = self.task.await;
+        crate::support::stop_app(self.handle, self.task).await;
     }
 }
 

@@ -209,8 +209,7 @@ impl TestApp {
     }
 
     async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = self.task.await;
+        crate::support::stop_app(self.handle, self.task).await;
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Resp {

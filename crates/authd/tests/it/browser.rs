@@ -93,8 +93,7 @@ impl App {
     }
 
     async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = self.task.await;
+        crate::support::stop_app(self.handle, self.task).await;
     }
 
     /// The newest mailed link to `to` with `path` (`/verify-email`, `/reset-password`),

@@ -123,8 +123,7 @@ async fn start(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<Env> {
 
 impl Env {
     async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = self.task.await;
+        crate::support::stop_app(self.handle, self.task).await;
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Resp {

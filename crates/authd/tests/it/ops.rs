@@ -183,8 +183,7 @@ async fn spawn_app(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<Te
 
 impl TestApp {
     async fn stop(self) {
-        self.handle.stop(true).await;
-        let _ = self.task.await;
+        crate::support::stop_app(self.handle, self.task).await;
     }
 
     fn url(&self, path: &str) -> String {

@@ -82,3 +82,31 @@ pub fn mail_text(raw: &str) -> String {
 pub fn own_redis() -> Option<RedisServer> {
     cache_testkit::servers::redis_server_available().then(|| RedisServer::start("authd", &[]))
 }
+
+/// Stops an app the tests started and waits for it, every step bounded, so that a stop
+/// that never completes cannot hang the test binary (and CI): a graceful stop takes the
+/// app's `shutdown_timeout_secs` (1 s in these tests), so 30 s means it is stuck. That is
+/// the open graceful-shutdown defect (`api::graceful_shutdown_finishes_in_flight_requests`,
+/// ignored): it is reported on stderr and the server is stopped by force, and the test,
+/// whose subject is something else, keeps its own verdict.
+pub async fn stop_app(
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    // Straight to stderr, past libtest's capture: a passing test's output is not shown.
+    let report = |what: &str| {
+        use std::io::Write as _;
+        let test = std::thread::current().name().unwrap_or("<test>").to_owned();
+        let _ = writeln!(std::io::stderr().lock(), "{test}: {what}");
+    };
+    let bound = std::time::Duration::from_secs(30);
+    if tokio::time::timeout(bound, handle.stop(true)).await.is_err() {
+        report("graceful stop did not complete within 30 s (open defect); forcing it");
+        if tokio::time::timeout(bound, handle.stop(false)).await.is_err() {
+            report("forced stop did not complete within 30 s either; abandoning the app");
+        }
+    }
+    if tokio::time::timeout(bound, task).await.is_err() {
+        report("run_until_stopped did not return within 30 s after the stop");
+    }
+}
