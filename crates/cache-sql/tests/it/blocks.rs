@@ -6,33 +6,6 @@ use cache_core::{BlockList, BlockReason, BlockSet, Clock, IpBlock, ManualClock};
 use cache_sql::SqlStore;
 use chrono::Duration as Span;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let clock = cache_testkit::new_clock();
-                    let store = cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap();
-                    super::$name(&store, &clock).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(url) = cache_testkit::service_url("DATABASE_URL") else { return };
-                    let clock = cache_testkit::new_clock();
-                    let store =
-                        cache_sql::testing::isolated_postgres(&url, clock.clone()).await.unwrap();
-                    super::$name(&store, &clock).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(blocks_upsert_expire_and_lift, malformed_rows_are_skipped);
 
 fn block(net: &str, reason: BlockReason, clock: &ManualClock, ttl: Option<i64>) -> IpBlock {

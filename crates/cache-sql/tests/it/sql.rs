@@ -28,34 +28,6 @@ fn new_account(clock: &ManualClock) -> NewUser {
     NewUser { user: sample_user(clock), password_hash: "$argon2id$v=19$stub".to_owned() }
 }
 
-/// Generates one test per backend for each property `name(&store, &clock)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let clock = cache_testkit::new_clock();
-                    let store = cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap();
-                    super::$name(&store, &clock).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(url) = cache_testkit::service_url("DATABASE_URL") else { return };
-                    let clock = cache_testkit::new_clock();
-                    let store =
-                        cache_sql::testing::isolated_postgres(&url, clock.clone()).await.unwrap();
-                    super::$name(&store, &clock).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     accounts_round_trip_and_refuse_duplicates,
     set_password_hash_replaces_the_hash,
