@@ -5,11 +5,16 @@
 //! ```text
 //! session_bench --store actix-redis|tiered [--memory] --port P --redis-url R \
 //!     [--database-url D] --prefix KEYS: --sessions N --tokens FILE
+//! session_bench --store none --port P
 //! ```
 //!
 //! Before it listens it creates N sessions through the store and writes their cookie
 //! values (signed, as the middleware would set them) to FILE, one a line, for
 //! `xtask/bench/zipf.lua`. `GET /health` answers once it listens.
+//!
+//! `--store none` is the framework's ceiling (`ceiling/actix`): a bare actix-web app, no
+//! middleware, whose `GET /health` answers the same small JSON as authd's
+//! `/health/live`, on actix-web's default worker count (authd's default too).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -34,17 +39,19 @@ struct Args {
     memory: bool,
     #[arg(long)]
     port: u16,
-    #[arg(long)]
+    /// The Redis server (not with `none`).
+    #[arg(long, default_value = "")]
     redis_url: String,
     /// With `tiered`: the SQL authority.
     #[arg(long)]
     database_url: Option<String>,
     /// Redis key prefix of this run.
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     prefix: String,
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
-    #[arg(long)]
+    /// Where to write the seeded sessions' cookie values (not with `none`).
+    #[arg(long, default_value = "")]
     tokens: std::path::PathBuf,
 }
 
@@ -57,6 +64,23 @@ async fn me(session: Session) -> actix_web::Result<HttpResponse> {
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().finish()
+}
+
+/// The ceiling's handler: the body of authd's `/health/live`.
+async fn live() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("cache-control", "no-store"))
+        .body(r#"{"status":"ok"}"#)
+}
+
+/// `--store none`: no middleware, one handler.
+async fn serve_bare(port: u16) -> anyhow::Result<()> {
+    HttpServer::new(|| App::new().route("/health", web::get().to(live)))
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await?;
+    Ok(())
 }
 
 /// The cookie value the middleware would set for `session_key` (signed with `key`).
@@ -139,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
             seed(&store, &key, &args).await?;
             serve(store, key, args.port).await
         }
+        "none" => serve_bare(args.port).await,
         other => anyhow::bail!("unknown --store {other}"),
     }
 }

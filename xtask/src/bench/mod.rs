@@ -60,7 +60,16 @@ pub struct BenchArgs {
     /// Do not run the criterion benches; read their last results from `target/criterion`.
     #[arg(long)]
     pub no_criterion: bool,
+    /// Also run another authd on the full stack, measured as `against/REV/ceiling` and
+    /// `against/REV/me/memory` in the same rounds: a before/after of the hot path in one
+    /// run. REV is a git revision (a commit, tag or branch), built once under
+    /// `target/bench/against/`, or the path of an authd binary. Repeatable.
+    #[arg(long, value_name = "REV")]
+    pub against: Vec<String>,
 }
+
+/// The points `--against` measures on both builds.
+pub const AGAINST_POINTS: [&str; 2] = ["ceiling", "me/memory"];
 
 /// Settings of one run, from the arguments.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -139,20 +148,41 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         criterion::run_all(&root, plan.quick, &services.admin_url, &services.redis_url)?;
     }
 
+    let against = args
+        .against
+        .iter()
+        .map(|rev| server::build_revision(&root, rev, args.no_build))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
     let sqlite_path = out_dir.join("authd-bench.db");
     let tokens = out_dir.join("sessions.txt");
     seed_everything(&services, plan.sessions, &sqlite_path, &tokens, true)?;
 
     let mut report = Report::new(serde_json::to_value(&plan)?, machine());
-    let servers = start_servers(&bin, &services, &plan, &sqlite_path, &out_dir)?;
+    let mut servers = start_servers(&bin, &services, &plan, &sqlite_path, &out_dir)?;
+    for built in against {
+        report.add_against(&built.label);
+        let config = ServerConfig {
+            name: "against",
+            ops_listener: built.ops_listener,
+            ..full_config(&services, plan.memory_entries)
+        };
+        let server = Server::start(&built.bin, config, &out_dir)?;
+        servers.against.push((built.label, server));
+    }
+    let peers = session::Peers::start(&root, &services, plan.sessions, args.no_build)?;
     let cpu = CpuMeter::new(&services.redis_url);
     let runner = Runner { root: &root, plan: &plan, tokens: &tokens, cpu: &cpu };
     runner.sweep(&servers.full)?;
+    for (_, other) in &servers.against {
+        runner.sweep(other)?;
+    }
     for round in 0..plan.rounds {
         eprintln!("round {} of {}", round + 1, plan.rounds);
-        runner.round(&servers, &mut report)?;
+        runner.round(&servers, &peers, &mut report)?;
     }
     drop(servers);
+    drop(peers);
     // actix-session's RedisSessionStore against ours, side by side (issue 14).
     session::run(&root, &services, &plan, args.no_build, &mut report)?;
 
@@ -201,13 +231,15 @@ fn seed_everything(
     })
 }
 
-/// The five configurations.
+/// The five configurations, and the other build of `--against`.
 struct Servers {
     full: Server,
     full_b7: Server,
     redis: Server,
     sql: Server,
     sqlite: Server,
+    /// `--against`: (label, server).
+    against: Vec<(String, Server)>,
 }
 
 fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
@@ -220,6 +252,7 @@ fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
         // default of 30 s would send every session unused for 30 s back to Redis.)
         memory_ttl_secs: Some(3600),
         key_prefix: BENCH_KEY_PREFIX.to_owned(),
+        ops_listener: true,
     }
 }
 
@@ -263,6 +296,7 @@ fn start_servers(
             },
             out_dir,
         )?,
+        against: Vec::new(),
     })
 }
 
@@ -348,17 +382,7 @@ impl Runner<'_> {
             CpuPerRequest::between(cpu_before, self.cpu.sample(server.pid()), result.requests);
         let after = server.metrics()?;
         let deltas = TierDeltas::between(&before, &after);
-        eprintln!(
-            "  {name:<22} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us{}",
-            result.rps(),
-            result.p50_us,
-            result.p99_us,
-            if result.errors() > 0 {
-                format!("  ({} errors)", result.errors())
-            } else {
-                String::new()
-            }
-        );
+        wrk::print_line(name, &result);
         Ok(Measured { wrk: result, deltas, rss_kib: server.rss_kib(), cpu })
     }
 
@@ -389,13 +413,56 @@ impl Runner<'_> {
         Ok(m)
     }
 
-    /// One round: every point once.
-    fn round(&self, s: &Servers, report: &mut Report) -> anyhow::Result<()> {
+    /// A point on a `session_bench` process (no tier counters): measured and recorded.
+    fn peer_point(
+        &self,
+        report: &mut Report,
+        proc: &session::Proc,
+        name: &str,
+        load: impl Fn(Duration) -> Load,
+    ) -> anyhow::Result<()> {
+        let (warm, run) = self.durations();
+        load(warm).run().with_context(|| format!("{name}: warm-up"))?;
+        let cpu_before = self.cpu.sample(proc.pid());
+        let result = load(run).run().with_context(|| format!("{name}: run"))?;
+        let cpu = CpuPerRequest::between(cpu_before, self.cpu.sample(proc.pid()), result.requests);
+        wrk::print_line(name, &result);
+        report
+            .add(name, Measured { wrk: result, deltas: TierDeltas::default(), rss_kib: None, cpu });
+        Ok(())
+    }
+
+    /// One round: every point once. The references of issue 16 run next to what they
+    /// are compared with: the bare actix-web handler next to authd's `/health/live`,
+    /// actix-session's `RedisSessionStore` between `me/memory` and `me/redis`.
+    fn round(
+        &self,
+        s: &Servers,
+        peers: &session::Peers,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let bare = &peers.ceiling;
+        self.peer_point(report, bare, session::CEILING, |d| Load {
+            url: bare.url("/health"),
+            ..self.zipf(&s.full, "/health", 0, d)
+        })?;
         self.point(report, "ceiling", &s.full, "/health/live", 0)?;
         let me = self.point(report, "me/memory", &s.full, "/v1/me", 0)?;
+        for (label, other) in &s.against {
+            self.point(report, &format!("against/{label}/ceiling"), other, "/health/live", 0)?;
+            self.point(report, &format!("against/{label}/me/memory"), other, "/v1/me", 0)?;
+        }
+        let peer = &peers.peer;
+        self.peer_point(report, peer, session::PEER, |d| {
+            let mut load = self.zipf(&s.full, "/me", 0, d);
+            load.url = peer.url("/me");
+            load.args[0] = peer.tokens.display().to_string();
+            load.args[1] = "id".to_owned();
+            load
+        })?;
+        self.point(report, "me/redis", &s.redis, "/v1/me", 0)?;
         self.point(report, "me/memory@10%", &s.full_b7, "/v1/me", 0)?;
         self.point(report, "baseline/redis", &s.redis, "/bench/baseline/redis", 0)?;
-        self.point(report, "me/redis", &s.redis, "/v1/me", 0)?;
         self.point(report, "baseline/sql", &s.sql, "/bench/baseline/sql", 0)?;
         self.point(report, "me/sql", &s.sql, "/v1/me", 0)?;
         self.point(report, "me/sqlite", &s.sqlite, "/v1/me", 0)?;
@@ -434,8 +501,13 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// B10: `/v1/me` on the full stack at 10k, 100k and 1M sessions, memory tier capped
-    /// the same at every size (room for the main run's sessions).
+    /// B10: `/v1/me` on the full stack at 10k, 100k and 1M sessions. At every size the
+    /// memory tier has room for every session and user and is loaded by a sweep before
+    /// the points (as `me/memory`): what B10 asks is whether the hot path itself slows
+    /// down with the number of sessions (a larger moka map, more cache misses of the CPU),
+    /// and what a cached session costs in memory (the RSS after the sweep, per entry).
+    /// A tier smaller than the working set answers the rest from Redis, as
+    /// `me/memory@10%` measures.
     fn scale(
         &self,
         bin: &Path,
@@ -443,15 +515,20 @@ impl Runner<'_> {
         out_dir: &Path,
         report: &mut Report,
     ) -> anyhow::Result<()> {
-        let cap = self.plan.memory_entries;
         let mut delay = None;
         for sessions in [10_000usize, 100_000, 1_000_000] {
             let tokens = out_dir.join(format!("sessions-{sessions}.txt"));
             seed_everything(services, sessions, Path::new(""), &tokens, false)?;
+            let cap = (sessions + sessions / 10) as u64 + 1_000;
             let server = Server::start(bin, full_config(services, cap), out_dir)?;
-            let runner =
-                Runner { root: self.root, plan: self.plan, tokens: &tokens, cpu: self.cpu };
+            let plan = Plan { sessions, ..self.plan.clone() };
+            let runner = Runner { root: self.root, plan: &plan, tokens: &tokens, cpu: self.cpu };
+            let idle_kib = server.rss_kib();
+            runner.sweep(&server)?;
             let label = format!("scale/{}k", sessions / 1000);
+            if let (Some(idle), Some(loaded)) = (idle_kib, server.rss_kib()) {
+                report.set_scale_memory(&label, sessions, idle, loaded);
+            }
             let sat = runner.point(report, &label, &server, "/v1/me", 0)?;
             // The same offered load at every size: half of what 10k sessions sustained.
             let d = *delay.get_or_insert_with(|| {

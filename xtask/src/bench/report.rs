@@ -119,6 +119,10 @@ pub struct Report {
     fixed_load_rps: Vec<f64>,
     criterion: BTreeMap<&'static str, Option<f64>>,
     elapsed: Duration,
+    /// The labels of `--against`'s builds.
+    against: Vec<String>,
+    /// B10's memory: per scale point, (sessions, RSS before the sweep, after it) in KiB.
+    scale_memory: Vec<(String, usize, u64, u64)>,
 }
 
 /// A goal's verdict.
@@ -140,6 +144,8 @@ impl Report {
             fixed_load_rps: Vec::new(),
             criterion: BTreeMap::new(),
             elapsed: Duration::ZERO,
+            against: Vec::new(),
+            scale_memory: Vec::new(),
         }
     }
 
@@ -241,6 +247,43 @@ impl Report {
                 met: at_least(ratio("me/sql"), 0.90),
             },
         ];
+        // Issue 16: against actix-session's RedisSessionStore and a bare actix-web
+        // handler, measured in the same rounds.
+        let vs = |a: &str, b: &str| Some(self.summary(a)?.rps / self.summary(b)?.rps);
+        let peer = super::session::PEER;
+        let bare = super::session::CEILING;
+        for (id, measure, value, target, min) in [
+            (
+                "P2",
+                "me/memory req/s / peer/actix-session req/s",
+                vs("me/memory", peer),
+                ">= 1.6",
+                1.6,
+            ),
+            ("P2", "me/memory req/s / ceiling/actix req/s", vs("me/memory", bare), ">= 0.75", 0.75),
+            (
+                "P3",
+                "me/redis req/s / peer/actix-session req/s",
+                vs("me/redis", peer),
+                ">= 1.0",
+                1.0,
+            ),
+            (
+                "P4",
+                "ceiling (authd /health/live) / ceiling/actix",
+                vs("ceiling", bare),
+                ">= 0.95",
+                0.95,
+            ),
+        ] {
+            goals.push(Goal {
+                id,
+                measure: measure.into(),
+                value,
+                target,
+                met: at_least(value, min),
+            });
+        }
         let p99 = self.crit("validate/memory_hit p99");
         let vs_moka = div(self.crit("validate/memory_hit"), self.crit("memory/raw_moka_get"));
         goals.push(Goal {
@@ -328,13 +371,54 @@ impl Report {
     }
 
     /// Figures shown next to the goals for comparison, judged against nothing.
-    fn informational(&self) -> Vec<(&'static str, Option<f64>)> {
+    fn informational(&self) -> Vec<(String, Option<f64>)> {
         let login_ns = self.summary("login").map(|s| s.p50_us * 1000.0);
         let verify_ns = self.crit("argon2/verify");
-        vec![(
-            "B8: login p50 / criterion argon2 verify (other process, earlier)",
+        let mut out = vec![(
+            "B8: login p50 / criterion argon2 verify (other process, earlier)".to_owned(),
             login_ns.zip(verify_ns).map(|(l, v)| l / v),
-        )]
+        )];
+        // `--against REV`: this tree over the other build, same rounds.
+        let vs = |a: &str, b: &str| Some(self.summary(a)?.rps / self.summary(b)?.rps);
+        for rev in &self.against {
+            for point in super::AGAINST_POINTS {
+                out.push((
+                    format!("{point} req/s: this tree / {rev}"),
+                    vs(point, &format!("against/{rev}/{point}")),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Records a scale point's memory: `sessions` seeded (and as many cached, with a
+    /// tenth as many users), the authd RSS before and after the memory tier was loaded.
+    pub fn set_scale_memory(
+        &mut self,
+        label: &str,
+        sessions: usize,
+        idle_kib: u64,
+        loaded_kib: u64,
+    ) {
+        self.scale_memory.push((label.to_owned(), sessions, idle_kib, loaded_kib));
+    }
+
+    /// Bytes of authd RSS per cached session (its share of the user included), by
+    /// scale point.
+    fn bytes_per_cached_session(&self) -> Vec<(String, f64, u64)> {
+        self.scale_memory
+            .iter()
+            .map(|(label, sessions, idle, loaded)| {
+                let bytes =
+                    loaded.saturating_sub(*idle) as f64 * 1024.0 / (*sessions).max(1) as f64;
+                (label.clone(), bytes, *loaded)
+            })
+            .collect()
+    }
+
+    /// Records a build `--against` compares with.
+    pub fn add_against(&mut self, label: &str) {
+        self.against.push(label.to_owned());
     }
 
     /// Prints the table and the goals on stdout.
@@ -392,12 +476,11 @@ impl Report {
                 median(self.fixed_load_rps.clone())
             ));
         }
-        for (point, _) in
-            self.points.iter().filter(|(p, _)| p.starts_with("scale/") && !p.ends_with("@fixed"))
-        {
-            if let Some(rss) = self.summary(point).and_then(|s| s.rss_kib) {
-                out.push_str(&format!("{point}: authd RSS {:.1} MiB\n", rss as f64 / 1024.0));
-            }
+        for (point, bytes, loaded) in self.bytes_per_cached_session() {
+            out.push_str(&format!(
+                "{point}: authd RSS {:.1} MiB with every session cached; {bytes:.0} bytes per cached session\n",
+                loaded as f64 / 1024.0
+            ));
         }
         out.push_str("\nin-process (criterion medians, ns):\n");
         for (id, v) in &self.criterion {
@@ -466,6 +549,12 @@ impl Report {
                 .informational()
                 .into_iter()
                 .map(|(measure, value)| json!({"measure": measure, "value": value}))
+                .collect::<Vec<_>>(),
+            "against": self.against,
+            "scale_memory": self
+                .bytes_per_cached_session()
+                .into_iter()
+                .map(|(point, bytes, loaded)| json!({"point": point, "bytes_per_cached_session": bytes, "rss_kib": loaded}))
                 .collect::<Vec<_>>(),
             "elapsed_s": self.elapsed.as_secs_f64(),
         })

@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub memory_ttl_secs: Option<u64>,
     /// `redis.key_prefix`.
     pub key_prefix: String,
+    /// Whether the build has the operations listener (`server.ops_listen`, since issue
+    /// 11); before it, `/metrics` was on the public listener and the key unknown.
+    pub ops_listener: bool,
 }
 
 /// A running `authd`; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -32,9 +35,97 @@ pub struct Server {
     /// The configuration it runs with.
     pub config: ServerConfig,
     port: u16,
-    /// The operations listener (`/metrics`).
+    /// The operations listener (`/metrics`); the public one for builds without it.
     ops_port: u16,
     child: Child,
+}
+
+/// Another `authd` for `--against`.
+pub struct Built {
+    /// Its name in the points: the revision's short commit, or the binary's file name.
+    pub label: String,
+    /// The binary (release; `bench-routes` when built here).
+    pub bin: std::path::PathBuf,
+    /// Whether it has `server.ops_listen`.
+    pub ops_listener: bool,
+}
+
+/// Builds `authd` (release, `bench-routes`) from git revision `rev` of the repository at
+/// `root`: the revision's tree is exported (`git archive`) to
+/// `target/bench/against/src-{commit}` and built with its own lock file into
+/// `target/bench/against/target`, kept between runs so that a second run builds nothing.
+/// A `rev` that names an existing file is that binary, taken as is (with the operations
+/// listener, which every build since issue 11 has).
+pub fn build_revision(root: &Path, rev: &str, no_build: bool) -> anyhow::Result<Built> {
+    let path = Path::new(rev);
+    if path.is_file() {
+        let label =
+            path.file_name().map_or_else(|| rev.to_owned(), |n| n.to_string_lossy().into_owned());
+        return Ok(Built { label, bin: path.to_path_buf(), ops_listener: true });
+    }
+    let git = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let out = Command::new("git").current_dir(root).args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(out)
+    };
+    let commit =
+        String::from_utf8(git(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?.stdout)?
+            .trim()
+            .to_owned();
+    let short = &commit[..12.min(commit.len())];
+    let dir = root.join("target/bench/against");
+    let src = dir.join(format!("src-{short}"));
+    if !src.join("Cargo.toml").is_file() {
+        std::fs::create_dir_all(&src)?;
+        let archive = git(&["archive", "--format=tar", &commit])?;
+        let mut tar = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&src)
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("running tar")?;
+        tar.stdin.take().context("tar's stdin")?.write_all(&archive.stdout)?;
+        anyhow::ensure!(tar.wait()?.success(), "unpacking {rev} failed");
+    }
+    let bin = dir.join(format!("authd-{short}"));
+    if !no_build || !bin.is_file() {
+        eprintln!("building authd at {rev} ({commit}) for --against");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+            .current_dir(&src)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .args(["build", "--release", "-q", "-p", "authd", "--features", "bench-routes"])
+            .status()?;
+        anyhow::ensure!(status.success(), "building authd at {rev} failed");
+        std::fs::copy(dir.join("target/release/authd"), &bin)
+            .context("copying the --against binary")?;
+    }
+    // The settings' sources of that revision say whether it knows `ops_listen`.
+    let settings = src.join("crates/authd/src");
+    let ops_listener = grep_tree(&settings, "ops_listen")?;
+    Ok(Built { label: short.to_owned(), bin, ops_listener })
+}
+
+/// Whether any `.rs` file under `dir` contains `needle`.
+fn grep_tree(dir: &Path, needle: &str) -> anyhow::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if grep_tree(&path, needle)? {
+                return Ok(true);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && std::fs::read_to_string(&path).is_ok_and(|t| t.contains(needle))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A free loopback port (bound, then released for the child to bind).
@@ -47,7 +138,7 @@ impl Server {
     /// `run_dir/logs/authd-{name}.log`, and waits until `/health/ready` says `ok`.
     pub fn start(bin: &Path, config: ServerConfig, run_dir: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let ops_port = free_port()?;
+        let ops_port = if config.ops_listener { free_port()? } else { port };
         let logs = run_dir.join("logs");
         std::fs::create_dir_all(&logs)?;
         let log = std::fs::File::create(logs.join(format!("authd-{}.log", config.name)))?;
@@ -63,7 +154,6 @@ impl Server {
         cmd.current_dir(run_dir)
             .env("RUST_LOG", "warn")
             .env("AUTHD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("AUTHD_SERVER__OPS_LISTEN", format!("127.0.0.1:{ops_port}"))
             .env("DATABASE_URL", &config.database_url)
             .env("AUTHD_REDIS__KEY_PREFIX", &config.key_prefix)
             .env("AUTHD_MEMORY__ENABLED", config.memory_entries.is_some().to_string())
@@ -71,6 +161,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if config.ops_listener {
+            cmd.env("AUTHD_SERVER__OPS_LISTEN", format!("127.0.0.1:{ops_port}"));
+        }
         if let Some(entries) = config.memory_entries {
             cmd.env("AUTHD_MEMORY__MAX_ENTRIES", entries.to_string());
         }

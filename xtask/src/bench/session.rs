@@ -6,6 +6,11 @@
 //! seeding its own sessions and writing their cookies for `zipf.lua`.
 //!
 //! Goals: ours / actix >= 1.5 with the memory tier on, >= 1.0 with it off.
+//!
+//! The same binary serves the two reference points of issue 16 that run in every round
+//! of the `/v1/me` points ([`Peers`]): `peer/actix-session` (actix-session's
+//! `RedisSessionStore` with as many sessions as the main run) and `ceiling/actix` (a bare
+//! actix-web handler, `--store none`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,14 +32,21 @@ pub const OURS_MEMORY: &str = "session/ours+memory";
 /// Ours with the memory tier off.
 pub const OURS: &str = "session/ours";
 
-/// Sessions each server seeds (Zipf(1.0) over them, as the `/v1/me` points).
+/// The peer of `/v1/me` (issue 16): actix-session's `RedisSessionStore`, in every round.
+pub const PEER: &str = "peer/actix-session";
+/// The framework's ceiling: a bare actix-web handler, in every round.
+pub const CEILING: &str = "ceiling/actix";
+
+/// Sessions each server of the session point seeds (Zipf(1.0) over them, as the
+/// `/v1/me` points).
 const SESSIONS: usize = 2_000;
 
 /// One `session_bench` process; killed when dropped.
-struct Proc {
+pub struct Proc {
     name: &'static str,
     port: u16,
-    tokens: PathBuf,
+    /// The seeded sessions' cookie values (cookie `id`), empty for `--store none`.
+    pub tokens: PathBuf,
     child: Child,
 }
 
@@ -43,6 +55,17 @@ impl Proc {
         bin: &Path,
         name: &'static str,
         store_args: &[&str],
+        services: &Services,
+        out_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(bin, name, store_args, SESSIONS, services, out_dir)
+    }
+
+    fn start_with(
+        bin: &Path,
+        name: &'static str,
+        store_args: &[&str],
+        sessions: usize,
         services: &Services,
         out_dir: &Path,
     ) -> anyhow::Result<Self> {
@@ -57,7 +80,7 @@ impl Proc {
             .args(["--port", &port.to_string(), "--redis-url", &services.redis_url])
             .args(["--database-url", &services.bench_url])
             .args(["--prefix", &format!("{BENCH_KEY_PREFIX}{slug}:")])
-            .args(["--sessions", &SESSIONS.to_string()])
+            .args(["--sessions", &sessions.to_string()])
             .arg("--tokens")
             .arg(&tokens)
             .env("RUST_LOG", "warn")
@@ -86,6 +109,51 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// `http://127.0.0.1:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// The two reference points of the `/v1/me` rounds.
+pub struct Peers {
+    /// actix-session's `RedisSessionStore` behind `GET /me`: one Redis `GET` a request.
+    pub peer: Proc,
+    /// A bare actix-web `GET /health`.
+    pub ceiling: Proc,
+}
+
+impl Peers {
+    /// Builds `session_bench` (unless `no_build`) and starts both, the peer with
+    /// `sessions` sessions in the bench's Redis.
+    pub fn start(
+        root: &Path,
+        services: &Services,
+        sessions: usize,
+        no_build: bool,
+    ) -> anyhow::Result<Self> {
+        let out_dir = root.join("target/bench");
+        let bin = build(root, &out_dir, no_build)?;
+        eprintln!("starting session_bench: {PEER} ({sessions} sessions), {CEILING}");
+        let peer = Proc::start_with(
+            &bin,
+            PEER,
+            &["--store", "actix-redis"],
+            sessions,
+            services,
+            &out_dir,
+        )?;
+        let ceiling = Proc::start_with(&bin, CEILING, &["--store", "none"], 0, services, &out_dir)?;
+        Ok(Self { peer, ceiling })
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -93,10 +161,12 @@ impl Drop for Proc {
     }
 }
 
-/// Builds the example in release (unless `no_build`) and copies it to `out_dir`.
+/// Builds the example in release (unless `no_build`, or built by this run already) and
+/// copies it to `out_dir`.
 fn build(root: &Path, out_dir: &Path, no_build: bool) -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let bin = out_dir.join("session_bench");
-    if !no_build {
+    if !no_build && !BUILT.swap(true, std::sync::atomic::Ordering::Relaxed) {
         eprintln!("building session-actix's session_bench (release)");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
             .current_dir(root)
@@ -150,18 +220,7 @@ pub fn run(
         for (i, p) in procs.iter().enumerate() {
             load(p, warmup).run().with_context(|| format!("{}: warm-up", p.name))?;
             let result = load(p, duration).run().with_context(|| format!("{}: run", p.name))?;
-            eprintln!(
-                "  {:<22} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us{}",
-                p.name,
-                result.rps(),
-                result.p50_us,
-                result.p99_us,
-                if result.errors() > 0 {
-                    format!("  ({} errors)", result.errors())
-                } else {
-                    String::new()
-                }
-            );
+            wrk::print_line(p.name, &result);
             rps[i].push(result.rps());
             let measured = Measured {
                 wrk: result,

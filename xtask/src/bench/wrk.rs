@@ -124,3 +124,15 @@ fn parse(output: &Output) -> anyhow::Result<WrkResult> {
 pub fn scripts_dir(root: &Path) -> PathBuf {
     root.join("xtask").join("bench")
 }
+
+/// Prints one run's line on stderr: `name`, req/s, p50, p99 and the errors if any.
+pub fn print_line(name: &str, result: &WrkResult) {
+    let errors = result.errors();
+    let errors = if errors > 0 { format!("  ({errors} errors)") } else { String::new() };
+    eprintln!(
+        "  {name:<22} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us{errors}",
+        result.rps(),
+        result.p50_us,
+        result.p99_us,
+    );
+}
