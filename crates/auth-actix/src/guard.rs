@@ -173,20 +173,24 @@ where
     // Without a peer address (a Unix socket listener, a test request) there is no
     // client to block or count; the CSRF check needs none and still holds.
     let client = req.peer_addr().map(|peer| (peer, security.client(peer.ip(), req.headers())));
-    // Decided before the request is touched, on the route it will reach.
-    let route = crate::route::matched(req.request());
-    let exempt = exempt_from_blocks(route);
+    // Decided on the route the request will reach, asked of the router only when a
+    // decision needs it (a limited flow is a POST; an exemption matters to a blocked
+    // address): a GET from an address in good standing costs no lookup here.
     let state_changing = CsrfPolicy::is_state_changing(req.method());
-    let action = security.inner.limits.then(|| limited_action(req.method(), route)).flatten();
+    let action = (security.inner.limits && req.method() == Method::POST)
+        .then(|| limited_action(req.method(), crate::route::matched(req.request())))
+        .flatten();
     if let Some((peer, client)) = client {
         if client.ip != peer.ip() {
             req.head_mut().peer_addr = Some(SocketAddr::new(client.ip, peer.port()));
         }
         req.extensions_mut().insert(client);
-        if !exempt && security.abuse().blocked(client.ip).is_some() {
+        if security.abuse().blocked(client.ip).is_some() {
             let route = crate::route::matched(req.request());
-            tracing::debug!(route, "request from a blocked address refused");
-            return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
+            if !exempt_from_blocks(route) {
+                tracing::debug!(route, "request from a blocked address refused");
+                return Ok(req.error_response(ApiError::IpBlocked).map_into_right_body());
+            }
         }
     }
 

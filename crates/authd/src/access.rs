@@ -4,9 +4,11 @@
 //! - **Request id.** An `X-Request-Id` sent by a trusted proxy (`security.trusted_proxies`,
 //!   judged on the TCP peer like `X-Forwarded-For`) is kept, so that the proxy's log and
 //!   ours can be joined; from anyone else, or when it is not a plain token
-//!   ([`is_acceptable_id`]), a fresh one is drawn (128 random bits, 32 hex digits). A
+//!   ([`is_acceptable_id`]), a fresh one is made (32 hex digits: 64 random bits drawn
+//!   once per process, then a counter; [`generate_id`]). A
 //!   client cannot choose the id its lines are logged under, nor inject text into logs
-//!   through it. The id is echoed in the response's `X-Request-Id`.
+//!   through it. The id is echoed in the response's `X-Request-Id`, next to
+//!   `X-Content-Type-Options: nosniff`, which every answer carries.
 //! - **Span.** The request runs inside a `request` span carrying `request_id`, so every
 //!   log line of the request (guard, handlers, flows, stores, and the background work a
 //!   flow spawns for it) carries the id, in text and JSON alike. The span is at `ERROR`
@@ -17,7 +19,7 @@
 //!   Never the raw path, the query, a cookie or a token. Server errors (5xx) are logged
 //!   at `warn` whatever the level: they need an operator.
 //!
-//! Cost on the hot path: reading the peer and one header, one `getrandom` call and a
+//! Cost on the hot path: reading the peer and one header, a counter increment and a
 //! 32-byte header value for a generated id, a span. With the access log off (or its level
 //! filtered out) nothing is formatted and nothing allocated for it: the route is borrowed
 //! from the router, the fields are only formatted by an enabled subscriber.
@@ -30,7 +32,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 use cache_core::Cidr;
@@ -75,17 +77,26 @@ pub fn is_acceptable_id(id: &[u8]) -> bool {
         && id.iter().all(|&b| b.is_ascii_alphanumeric() || b"-_.:=+/@".contains(&b))
 }
 
-/// A fresh request id: 128 random bits as 32 lower-case hex digits.
+/// A fresh request id, 32 lower-case hex digits: this process's 64 random bits (drawn
+/// once) and then a process-wide counter. Unique per process and, with overwhelming
+/// probability, across processes and restarts; ids need to be unique, not secret, so no
+/// system call is made per request.
 pub fn generate_id() -> HeaderValue {
+    static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        if cache_core::token::fill_random(&mut bytes).is_err() {
+            // The OS generator failing is all but impossible: the process id then tells
+            // processes apart.
+            bytes[4..].copy_from_slice(&std::process::id().to_be_bytes());
+        }
+        bytes
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut bytes = [0u8; 16];
-    if cache_core::token::fill_random(&mut bytes).is_err() {
-        // The OS generator failing is all but impossible; ids need to be unique, not
-        // secret, so a process-wide counter (after the process id) will do.
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        bytes[..8].copy_from_slice(&u64::from(std::process::id()).to_be_bytes());
-        bytes[8..].copy_from_slice(&n.to_be_bytes());
-    }
+    bytes[..8].copy_from_slice(prefix);
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
     let mut digits = [0u8; 32];
     // 16 bytes always take exactly 32 digits: the length error cannot happen.
     let encoded = hex::encode_to_slice(bytes, &mut digits);
@@ -161,7 +172,13 @@ pub async fn request_context(
         }
     });
     let mut response = result?;
-    response.headers_mut().insert(X_REQUEST_ID, id);
+    let headers = response.headers_mut();
+    headers.insert(X_REQUEST_ID, id);
+    // Every answer: browsers must not guess a content type (here rather than in one more
+    // middleware layer).
+    if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
     Ok(response)
 }
 

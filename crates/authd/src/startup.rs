@@ -6,8 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use auth::{AuthService, FileMailer, Mailer, SmtpConfig, SmtpMailer, SmtpTls};
@@ -429,10 +428,6 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             // and the guard's lines carry the request id.
             .wrap(from_fn(security::guard))
             .wrap(from_fn(access::request_context))
-            .wrap(
-                DefaultHeaders::new()
-                    .add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))),
-            )
             // Outermost: times everything and sees the status the client gets.
             .wrap(http_metrics.clone())
             .configure(routes::configure)
