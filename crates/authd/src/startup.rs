@@ -314,8 +314,9 @@ impl Application {
         &self.ops
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]`.stop`), then lets
-    /// in-flight requests finish within `server.shutdown_timeout_secs`.
+    /// Serves until SIGTERM or [`Application::handle`]`.stop(true)`, then lets in-flight
+    /// requests finish within `server.shutdown_timeout_secs`; SIGINT, SIGQUIT and
+    /// `stop(false)` drop them (`docs/operations.md`, "Shutdown").
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { server, ops_server, backends, ops, shutdown_timeout, .. } = self;
         // The operations listener lives as long as the public one: metrics of the last

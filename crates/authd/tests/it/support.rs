@@ -85,10 +85,10 @@ pub fn own_redis() -> Option<RedisServer> {
 
 /// Stops an app the tests started and waits for it, every step bounded, so that a stop
 /// that never completes cannot hang the test binary (and CI): a graceful stop takes the
-/// app's `shutdown_timeout_secs` (1 s in these tests), so 30 s means it is stuck. That is
-/// the open graceful-shutdown defect (`api::graceful_shutdown_finishes_in_flight_requests`,
-/// ignored): it is reported on stderr and the server is stopped by force, and the test,
-/// whose subject is something else, keeps its own verdict.
+/// app's `shutdown_timeout_secs` (1 s in these tests), so 30 s means it is stuck. A stuck
+/// stop is reported on stderr and the server is stopped by force, and the test, whose
+/// subject is something else, keeps its own verdict. (Graceful stops themselves are the
+/// subject of `api::graceful_shutdown_finishes_in_flight_requests`.)
 pub async fn stop_app(
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -101,7 +101,7 @@ pub async fn stop_app(
     };
     let bound = std::time::Duration::from_secs(30);
     if tokio::time::timeout(bound, handle.stop(true)).await.is_err() {
-        report("graceful stop did not complete within 30 s (open defect); forcing it");
+        report("graceful stop did not complete within 30 s; forcing it");
         if tokio::time::timeout(bound, handle.stop(false)).await.is_err() {
             report("forced stop did not complete within 30 s either; abandoning the app");
         }
