@@ -156,13 +156,13 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// `authd cleanup` / `cargo xtask cleanup`: janitor passes with `settings` (and
 /// `args.batch_size` over `janitor.batch_size`) until the backlog is done, through
-/// [`crate::ops::cleanup`]; prints the report.
+/// [`crate::cleanup::cleanup`]; prints the report.
 pub async fn cleanup(mut settings: Settings, args: &CleanupArgs) -> anyhow::Result<()> {
     if let Some(batch_size) = args.batch_size {
         settings.janitor.batch_size = batch_size;
         settings.validate().context(StartupFailure::Config)?;
     }
-    let report = crate::ops::cleanup(&settings, SystemClock::shared(), args.max_passes)
+    let report = crate::cleanup::cleanup(&settings, SystemClock::shared(), args.max_passes)
         .await
         .context("the clean-up failed")?;
     let t = report.totals;

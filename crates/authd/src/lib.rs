@@ -13,12 +13,14 @@
 //! environment variables; the flows live in `auth`, the stores in the `cache-*` crates,
 //! the HTTP edge shared with other apps in `auth-actix`.
 
+pub mod abuse;
 pub mod access;
 // The HTTP edge shared with other apps lives in `auth-actix`; the same paths here.
 pub use auth_actix::{cookies, error, extract, middleware, route};
 pub mod api;
 #[cfg(feature = "bench-routes")]
 pub mod bench_routes;
+pub mod cleanup;
 pub mod cli;
 pub mod failure;
 pub mod health;

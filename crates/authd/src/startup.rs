@@ -15,10 +15,12 @@ use cache_core::{SharedClock, SystemClock};
 use cache_sql::SqlStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::abuse;
 use crate::access::{self, AccessLog};
 use crate::cookies::CookiePolicy;
 use crate::error;
 use crate::ops::Ops;
+use crate::ops::http_metrics::HttpMetrics;
 use crate::routes;
 use crate::security::{self, AdminGuard, Security};
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
@@ -136,7 +138,7 @@ impl ApplicationBuilder {
         };
         let backends = stores::compose(&settings, clock.clone(), sql).await?;
         // Warms the caches (when configured) before the first request can arrive.
-        let ops = Ops::start(&settings, clock.clone(), &backends).await;
+        let ops = Ops::start(&settings, clock.clone(), backends.tiers()).await;
 
         let mailer = match self.mailer {
             Some(mailer) => mailer,
@@ -166,7 +168,7 @@ impl ApplicationBuilder {
 
         // Rate limits and IP blocks: the flows count logins, resends and reset requests,
         // the HTTP guard the per-address attempts and the blocks.
-        let abuse = security::build_abuse(&settings, &backends, clock.clone())
+        let abuse = abuse::build_abuse(&settings, &backends, clock.clone())
             .context("invalid abuse settings")
             .context(StartupFailure::Config)?;
         if let Err(e) = abuse.refresh().await {
@@ -391,7 +393,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let readiness = web::Data::new(parts.backends.readiness.clone());
     let metrics = web::Data::new(parts.metrics.clone());
     let ops = web::Data::new(parts.ops.clone());
-    let http_metrics = parts.ops.http_metrics();
+    let http_metrics = HttpMetrics::new(Some(parts.ops.analytics().clone()));
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let security = web::Data::new(parts.security.clone());
     // Built once: the document describes this server (cookie name, password policy).

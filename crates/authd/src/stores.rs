@@ -57,6 +57,17 @@ pub struct Backends {
     pub follower: Option<Arc<RevocationFollower>>,
 }
 
+impl Backends {
+    /// The tiers, as the operations side takes them.
+    pub fn tiers(&self) -> crate::ops::Tiers<'_> {
+        crate::ops::Tiers {
+            sql: &self.sql,
+            memory: self.memory.as_ref(),
+            redis: self.redis.as_ref(),
+        }
+    }
+}
+
 /// A background task that, while the Redis breaker is open, sends it one probe per
 /// interval. Without it the breaker closes only when a request misses the memory tier,
 /// so under an all-hits load the tier (and `/health/ready`) would stay "down" long after
