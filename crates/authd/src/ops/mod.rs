@@ -7,7 +7,6 @@
 
 pub mod analytics;
 pub mod hll;
-pub mod http_metrics;
 pub mod janitor;
 pub mod warm;
 

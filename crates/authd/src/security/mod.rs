@@ -6,7 +6,7 @@
 //! - [`admin`]: the admin API's own bearer credential ([`AdminAuth`]).
 //!
 //! The policy's limiter and block list are composed from the stores at start-up
-//! (`crate::abuse::build_abuse`).
+//! (`crate::app::abuse::build_abuse`).
 //!
 //! Its settings (`[security]`, `[abuse]`) live in [`crate::settings::security`], below
 //! this module: features import the settings, never the other way round.

@@ -1065,7 +1065,7 @@ async fn cleanup_runs_passes_until_the_backlog_is_done() {
     settings.janitor.batch_size = 100;
     settings.janitor.max_batches_per_pass = 5;
     // 1,250 expired rows, 500 per pass: three passes, the last one complete.
-    let report = authd::cleanup::cleanup(&settings, clock.clone(), 100).await.unwrap();
+    let report = authd::app::cleanup::cleanup(&settings, clock.clone(), 100).await.unwrap();
     assert_eq!(report.passes, 3);
     assert_eq!(report.totals.sessions, seeded.expired_keys.len() as u64);
     assert!(report.totals.complete);
@@ -1073,7 +1073,7 @@ async fn cleanup_runs_passes_until_the_backlog_is_done() {
     assert_eq!(sql.count_live_sessions().await.unwrap(), 1_250);
     // Capped by `max_passes`, a clean-up says the backlog is not done.
     clock.advance(Span::days(8));
-    let report = authd::cleanup::cleanup(&settings, clock, 1).await.unwrap();
+    let report = authd::app::cleanup::cleanup(&settings, clock, 1).await.unwrap();
     assert_eq!((report.passes, report.totals.sessions, report.totals.complete), (1, 500, false));
 }
 

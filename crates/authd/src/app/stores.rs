@@ -166,7 +166,7 @@ pub async fn compose(
             .with_context(|| format!("invalid Redis configuration for {}", redact_url(&config.url)))
             // An unreachable Redis does not stop the start-up; a client that cannot
             // be built from the settings does.
-            .context(crate::failure::StartupFailure::Config)?;
+            .context(crate::app::failure::StartupFailure::Config)?;
         // SQL is the revocation authority: a Redis that lost deletes is not trusted until
         // the recent revocations have been replayed into it.
         store.set_journal(Arc::new(sql.clone()) as Arc<dyn RevocationJournal>);

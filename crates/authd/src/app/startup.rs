@@ -15,19 +15,19 @@ use cache_core::{SharedClock, SystemClock};
 use cache_sql::SqlStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::abuse;
-use crate::access::{self, AccessLog};
+use crate::app::abuse;
+use crate::app::stores::{self, Backends};
 use crate::cookies::CookiePolicy;
 use crate::error;
+use crate::http::access::{self, AccessLog};
+use crate::http::http_metrics::HttpMetrics;
 use crate::ops::Ops;
-use crate::ops::http_metrics::HttpMetrics;
 use crate::routes;
 use crate::security::{self, AdminGuard, Security};
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
-use crate::stores::{self, Backends};
 use crate::telemetry;
 
-pub use crate::failure::StartupFailure;
+pub use crate::app::failure::StartupFailure;
 
 /// A built, bound, not yet running service.
 pub struct Application {

@@ -8,8 +8,8 @@ use cache_core::{BlockList, FallbackLimiter, RateLimitStore, SharedClock};
 use cache_memory::MemoryRateLimiter;
 use cache_redis::RedisRateLimiter;
 
+use crate::app::stores::Backends;
 use crate::settings::Settings;
-use crate::stores::Backends;
 
 /// The abuse policy over the composed stores: rate limits in Redis (shared by the
 /// instances) with a per-instance fallback behind the Redis breaker settings, or in

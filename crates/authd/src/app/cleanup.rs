@@ -4,10 +4,10 @@
 use anyhow::Context as _;
 use cache_core::SharedClock;
 
-use crate::failure::StartupFailure;
+use crate::app::failure::StartupFailure;
+use crate::app::stores;
 use crate::ops::{Analytics, JanitorReport, janitor_for};
 use crate::settings::Settings;
-use crate::stores;
 
 /// What [`cleanup`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
