@@ -288,6 +288,8 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed if the test fails before the process has exited (no stray server).
+    let reaper = KillOnDrop(child.id());
     let lines = stderr_lines(&mut child);
     // The port 0 picked: from the start-up line, once the listener is bound.
     let listening = wait_for_line(&lines, "authd listening");
@@ -348,11 +350,21 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     wait_for_line(&lines, "authd stopped");
     // The process exits (bounded: a hang here is the defect this test is about).
     let (tx, exited) = std::sync::mpsc::channel();
-    let pid = child.id();
     std::thread::spawn(move || drop(tx.send(child.wait())));
-    let Ok(status) = exited.recv_timeout(std::time::Duration::from_secs(60)) else {
-        drop(Command::new("kill").args(["-KILL", &pid.to_string()]).status());
-        panic!("authd did not exit after SIGTERM");
-    };
-    assert_eq!(status.unwrap().code(), Some(0));
+    let status = exited
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("authd exits after SIGTERM")
+        .unwrap();
+    // Exited and reaped: its pid is no longer ours to kill.
+    std::mem::forget(reaper);
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Sends SIGKILL to a child process when dropped (a failing test's server).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        drop(Command::new("kill").args(["-KILL", &self.0.to_string()]).status());
+    }
 }
