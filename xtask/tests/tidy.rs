@@ -249,32 +249,66 @@ fn long_files_say_why() {
     );
 }
 
-/// The top-level modules of `crate`'s `src` (a file or a folder each) and, for each, the
-/// other top-level modules its non-test code names through `crate::`.
+/// The modules of `crate`'s `src` down to `depth` levels (`app`, or with 2 also
+/// `app::startup`: a file or a folder each) and, for each, the other such modules its
+/// non-test code names through `crate::`.
 fn module_graph(
     krate: &str,
+    depth: usize,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     let src = root().join("crates").join(krate).join("src");
+    // `a::b` is a module of its own when `src/a/b.rs` or `src/a/b/` exists.
+    let module = |names: &[String]| -> String {
+        let mut path = src.clone();
+        let mut taken = Vec::new();
+        for name in names.iter().take(depth) {
+            let is_module = path.join(format!("{name}.rs")).is_file() || path.join(name).is_dir();
+            if !taken.is_empty() && !is_module {
+                break;
+            }
+            taken.push(name.clone());
+            path = path.join(name);
+        }
+        taken.join("::")
+    };
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
     for file in files {
         let rel = file.strip_prefix(&src).unwrap_or(&file);
-        let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
-        let Some(top) = top.map(|t| t.trim_end_matches(".rs").to_owned()) else { continue };
-        if ["lib", "main"].contains(&top.as_str()) {
+        let mut names: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned())
+            .collect();
+        if names.last().is_some_and(|n| n == "mod") {
+            names.pop();
+        }
+        let Some(first) = names.first() else { continue };
+        if ["lib", "main"].contains(&first.as_str()) {
             continue;
         }
+        let top = module(&names);
         let text = fs::read_to_string(&file).unwrap_or_default();
         // Unit tests may reach anywhere in their crate; only the code's own imports count.
         let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
         for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
             for (i, _) in line.match_indices("crate::") {
-                let name: String = line[i + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                let path: Vec<String> = line[i + "crate::".len()..]
+                    .split("::")
+                    .map(|part| {
+                        part.chars()
+                            .take_while(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'
+                            })
+                            .collect::<String>()
+                    })
+                    .take_while(|name| !name.is_empty())
                     .collect();
-                if !name.is_empty() && name != top {
+                if path.is_empty() {
+                    continue;
+                }
+                let name = module(&path);
+                if name != top {
                     graph.entry(top.clone()).or_default().insert(name);
                 }
             }
@@ -329,7 +363,7 @@ fn no_import_circle_inside_a_crate() {
     // None left; a circle that cannot be untangled at once goes here with its issue.
     const KNOWN: &[(&str, &str, &str)] = &[];
     for krate in WORKSPACE {
-        let mut graph = module_graph(krate);
+        let mut graph = module_graph(krate, 1);
         for (k, a, b) in KNOWN.iter().filter(|(k, ..)| k == krate) {
             let (a, b) = (a.to_string(), b.to_string());
             let closes = graph.get(&a).is_some_and(|s| s.contains(&b))
@@ -398,4 +432,15 @@ fn no_dependency_needs_a_newer_rust_than_declared() {
         "the workspace declares rust-version {declared}, but: {newer:#?}\n\
          raise it (Cargo.toml and README \"Requirements\") or keep the older release"
     );
+}
+
+/// No import circle one level down either (`app::startup` -> `app::stores` -> ...), so
+/// that a folder's files keep an order among themselves too.
+#[test]
+fn no_import_circle_one_level_down() {
+    for krate in WORKSPACE {
+        if let Some(circle) = find_circle(&module_graph(krate, 2)) {
+            panic!("import circle in {krate}: {}", circle.join(" -> "));
+        }
+    }
 }

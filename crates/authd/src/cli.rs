@@ -15,8 +15,8 @@ use anyhow::Context as _;
 use cache_core::SystemClock;
 use clap::{Parser, Subcommand};
 
+use crate::app::startup::{Application, StartupFailure};
 use crate::settings::Settings;
-use crate::startup::{Application, StartupFailure};
 
 /// `authd`: session authentication as a service.
 #[derive(Debug, Parser)]
@@ -147,7 +147,7 @@ fn print_settings(settings: &Settings) -> Result<(), Failure> {
 /// `authd migrate` / `cargo xtask migrate`: connects to `database.url` and applies the
 /// pending migrations, whatever `database.migrate` says.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let store = crate::stores::connect_sql_with(settings, SystemClock::shared(), true)
+    let store = crate::app::stores::connect_sql_with(settings, SystemClock::shared(), true)
         .await
         .context(StartupFailure::Store)?;
     tracing::info!(backend = %store.backend(), "migrations applied");
@@ -156,13 +156,13 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// `authd cleanup` / `cargo xtask cleanup`: janitor passes with `settings` (and
 /// `args.batch_size` over `janitor.batch_size`) until the backlog is done, through
-/// [`crate::ops::cleanup`]; prints the report.
+/// [`crate::app::cleanup::cleanup`]; prints the report.
 pub async fn cleanup(mut settings: Settings, args: &CleanupArgs) -> anyhow::Result<()> {
     if let Some(batch_size) = args.batch_size {
         settings.janitor.batch_size = batch_size;
         settings.validate().context(StartupFailure::Config)?;
     }
-    let report = crate::ops::cleanup(&settings, SystemClock::shared(), args.max_passes)
+    let report = crate::app::cleanup::cleanup(&settings, SystemClock::shared(), args.max_passes)
         .await
         .context("the clean-up failed")?;
     let t = report.totals;

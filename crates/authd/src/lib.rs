@@ -13,23 +13,25 @@
 //! environment variables; the flows live in `auth`, the stores in the `cache-*` crates,
 //! the HTTP edge shared with other apps in `auth-actix`.
 
-pub mod access;
-// The HTTP edge shared with other apps lives in `auth-actix`; the same paths here.
-pub use auth_actix::{cookies, error, extract, middleware, route};
 pub mod api;
-#[cfg(feature = "bench-routes")]
-pub mod bench_routes;
+pub mod app;
 pub mod cli;
-pub mod failure;
 pub mod health;
+pub mod http;
 pub mod openapi;
 pub mod ops;
 pub mod routes;
 pub mod security;
 pub mod settings;
-pub mod startup;
-pub mod stores;
 pub mod telemetry;
+
+// The HTTP edge shared with other apps lives in `auth-actix`; the same paths here.
+pub use auth_actix::{cookies, error, extract, middleware, route};
+// The modules' paths before they moved into `app/`, `http/` and `routes/`.
+pub use app::{failure, startup, stores};
+pub use http::access;
+#[cfg(feature = "bench-routes")]
+pub use routes::bench_routes;
 
 pub use cookies::CookiePolicy;
 pub use error::ApiError;

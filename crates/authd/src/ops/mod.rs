@@ -7,26 +7,35 @@
 
 pub mod analytics;
 pub mod hll;
-pub mod http_metrics;
 pub mod janitor;
 pub mod warm;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use cache_core::SharedClock;
 use cache_memory::MemoryStore;
+use cache_redis::RedisStore;
+use cache_sql::SqlStore;
 use tokio::task::JoinHandle;
 
 pub use crate::settings::ops::{AnalyticsSettings, JanitorSettings, WarmUpSettings};
 pub use analytics::{Analytics, AnalyticsReport, DayReport};
-pub use http_metrics::HttpMetrics;
 pub use janitor::{Janitor, JanitorReport, JanitorTask};
 pub use warm::{WarmReport, warm_up};
 
 use crate::settings::Settings;
-use crate::stores::Backends;
+
+/// The composed tiers the operations work on (the start-up composes them).
+#[derive(Clone, Copy)]
+pub struct Tiers<'a> {
+    /// The SQL store, the authority.
+    pub sql: &'a SqlStore,
+    /// The memory tier, when on.
+    pub memory: Option<&'a MemoryStore>,
+    /// The Redis tier, when on.
+    pub redis: Option<&'a RedisStore>,
+}
 
 /// How long a `/metrics` scrape waits for the figures it refreshes (active sessions from
 /// SQL, today's active users from Redis) before it renders the previous values.
@@ -35,7 +44,6 @@ const SCRAPE_REFRESH_TIMEOUT: Duration = Duration::from_millis(500);
 struct Inner {
     analytics: Analytics,
     janitor: Arc<Janitor>,
-    http: HttpMetrics,
     memory: Option<MemoryStore>,
     memory_entries: metrics::Gauge,
     memory_weighted_size: metrics::Gauge,
@@ -73,19 +81,18 @@ impl std::fmt::Debug for Ops {
 impl Ops {
     /// Warms the caches (when `warm_up.sessions > 0`), then starts the janitor (when
     /// `janitor.enabled`) and, with Redis, the analytics flush.
-    pub async fn start(settings: &Settings, clock: SharedClock, backends: &Backends) -> Self {
+    pub async fn start(settings: &Settings, clock: SharedClock, tiers: Tiers<'_>) -> Self {
         let analytics = Analytics::new(
             settings.analytics.clone(),
             clock.clone(),
-            backends.sql.clone(),
-            backends.redis.clone(),
+            tiers.sql.clone(),
+            tiers.redis.cloned(),
         );
 
         let warmed = if settings.warm_up.sessions > 0 {
             let limit = settings.warm_up.sessions;
             let timeout = Duration::from_millis(settings.warm_up.timeout_ms);
-            let warming =
-                warm_up(&backends.sql, backends.memory.as_ref(), backends.redis.as_ref(), limit);
+            let warming = warm_up(tiers.sql, tiers.memory, tiers.redis, limit);
             match tokio::time::timeout(timeout, warming).await {
                 Ok(Ok(report)) => {
                     tracing::info!(
@@ -109,10 +116,10 @@ impl Ops {
             None
         };
 
-        let janitor = Arc::new(janitor_for(settings, backends, Some(analytics.clone()), clock));
+        let janitor = Arc::new(janitor_for(settings, tiers, Some(analytics.clone()), clock));
         let janitor_task = settings.janitor.enabled.then(|| janitor.clone().spawn());
 
-        let flush_task = backends.redis.is_some().then(|| {
+        let flush_task = tiers.redis.is_some().then(|| {
             let analytics = analytics.clone();
             let every = Duration::from_millis(settings.analytics.flush_interval_ms);
             tokio::spawn(async move {
@@ -125,13 +132,11 @@ impl Ops {
             })
         });
 
-        let http = HttpMetrics::new(Some(analytics.clone()));
         Self {
             inner: Arc::new(Inner {
                 analytics,
                 janitor,
-                http,
-                memory: backends.memory.clone(),
+                memory: tiers.memory.cloned(),
                 memory_entries: metrics::gauge!("memory_tier_entries"),
                 memory_weighted_size: metrics::gauge!("memory_tier_weighted_size"),
                 warmed,
@@ -149,11 +154,6 @@ impl Ops {
     /// The janitor (also running in the background when `janitor.enabled`).
     pub fn janitor(&self) -> &Janitor {
         &self.inner.janitor
-    }
-
-    /// The HTTP metrics middleware; wrap the app with it, outermost.
-    pub fn http_metrics(&self) -> HttpMetrics {
-        self.inner.http.clone()
     }
 
     /// What the start-up warm-up loaded, if it ran and succeeded.
@@ -195,75 +195,22 @@ impl Ops {
 /// long as a revoked session could otherwise be live (the absolute session lifetime)
 /// and as far back as Redis is replayed, whichever is longer; unverified accounts
 /// `auth.unverified_account_ttl_secs`.
-fn janitor_for(
+pub fn janitor_for(
     settings: &Settings,
-    backends: &Backends,
+    tiers: Tiers<'_>,
     analytics: Option<Analytics>,
     clock: SharedClock,
 ) -> Janitor {
     let absolute = Duration::from_secs(settings.auth.session_absolute_secs);
-    let replay = backends.redis.as_ref().map_or(Duration::ZERO, |r| r.config().replay_window);
+    let replay = tiers.redis.map_or(Duration::ZERO, |r| r.config().replay_window);
     Janitor::new(
         settings.janitor.clone(),
-        backends.sql.clone(),
-        backends.redis.clone(),
+        tiers.sql.clone(),
+        tiers.redis.cloned(),
         analytics,
         clock,
         absolute.max(replay),
     )
     .with_unverified_account_ttl(Duration::from_secs(settings.auth.unverified_account_ttl_secs))
     .with_event_retention(settings.events.retention())
-}
-
-/// What [`cleanup`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CleanupReport {
-    /// Janitor passes run.
-    pub passes: u64,
-    /// Their totals (`complete` is that of the last pass).
-    pub totals: JanitorReport,
-}
-
-/// One full clean-up with the service's configuration, as `cargo xtask cleanup` runs
-/// it: connects the stores as `authd` does (SQL, and Redis when configured), runs janitor
-/// passes until one reaches the end of the backlog (at most `max_passes`), and flushes
-/// the expired-session counts into the analytics. Safe to run beside live instances.
-pub async fn cleanup(
-    settings: &Settings,
-    clock: SharedClock,
-    max_passes: u64,
-) -> anyhow::Result<CleanupReport> {
-    let sql = crate::stores::connect_sql(settings, clock.clone())
-        .await
-        .context(crate::failure::StartupFailure::Store)?;
-    let backends = crate::stores::compose(settings, clock.clone(), sql).await?;
-    let analytics = Analytics::new(
-        settings.analytics.clone(),
-        clock.clone(),
-        backends.sql.clone(),
-        backends.redis.clone(),
-    );
-    let janitor = janitor_for(settings, &backends, Some(analytics.clone()), clock);
-    let mut report = CleanupReport::default();
-    while report.passes < max_passes.max(1) {
-        let pass = janitor.run_once().await?;
-        report.passes += 1;
-        let t = &mut report.totals;
-        t.sessions += pass.sessions;
-        t.verifications += pass.verifications;
-        t.journal_rows += pass.journal_rows;
-        t.unverified_accounts += pass.unverified_accounts;
-        t.events += pass.events;
-        t.batches += pass.batches;
-        t.redis_forgotten += pass.redis_forgotten;
-        t.redis_skipped += pass.redis_skipped;
-        t.complete = pass.complete;
-        if pass.complete {
-            break;
-        }
-    }
-    if let Err(e) = analytics.flush().await {
-        tracing::warn!(error = %e, "the expired-session counts did not reach Redis");
-    }
-    Ok(report)
 }

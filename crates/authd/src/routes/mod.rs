@@ -18,6 +18,8 @@ use crate::error::{self, ApiError};
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+#[cfg(feature = "bench-routes")]
+pub mod bench_routes;
 pub mod events;
 pub mod me;
 pub mod ops;
@@ -203,7 +205,7 @@ pub fn ops_routes() -> Vec<(String, Vec<Method>)> {
 
 /// Mounts every route of [`public_endpoints`]. The app data (`AuthService`,
 /// `CookiePolicy`, `Readiness`, the OpenAPI document, extractor configs) is added by
-/// [`crate::startup`].
+/// [`crate::app::startup`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let mut v1 = web::scope("/v1").wrap(
         DefaultHeaders::new()
@@ -223,7 +225,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.service(resource);
     }
     #[cfg(feature = "bench-routes")]
-    cfg.configure(crate::bench_routes::configure);
+    cfg.configure(bench_routes::configure);
 }
 
 /// Mounts the operations listener's routes ([`ops_endpoints`]).

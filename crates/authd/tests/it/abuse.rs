@@ -38,7 +38,10 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 
-use crate::support::{PASSWORD, mail_text, own_redis, random_email, random_hex, token_in_dir};
+use crate::support::{
+    PASSWORD, Resp, Served, app_settings, mail_text, own_redis, random_email, random_hex, send,
+    serve, token_in_dir,
+};
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -52,55 +55,6 @@ const PUBLIC: &str = "http://auth.example.test";
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-struct Resp {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn expect(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
-        self
-    }
-
-    #[track_caller]
-    fn expect_error(&self, status: u16, code: &str) {
-        self.expect(status);
-        assert_eq!(self.code(), code, "{}", self.text);
-    }
-
-    fn session_cookie(&self) -> Option<String> {
-        self.headers.get_all("set-cookie").iter().find_map(|v| {
-            let v = v.to_str().ok()?;
-            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
-            let (name, value) = pair.split_once('=')?;
-            (name == "session" && !value.is_empty()).then(|| value.to_owned())
-        })
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Resp {
-    let response = request.send().await.expect("the request is answered");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, headers, body, text }
 }
 
 /// An HTTP client whose connections come from `from` (a loopback alias).
@@ -176,12 +130,7 @@ impl Env {
 
     /// Starts an instance on the shared SQL store; returns its index.
     async fn start(&mut self, tweak: impl FnOnce(&mut Settings)) -> usize {
-        let mut settings = Settings::default();
-        settings.server.listen = "127.0.0.1:0".parse().unwrap();
-        settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
-        settings.server.workers = 2;
-        settings.server.shutdown_timeout_secs = 1;
-        settings.mail.dir = self.mail.path().to_path_buf();
+        let mut settings = app_settings(self.mail.path());
         settings.public_base_url = PUBLIC.to_owned();
         settings.admin.token = Some(ADMIN_TOKEN.into());
         settings.abuse.block_refresh_ms = 100;
@@ -193,10 +142,8 @@ impl Env {
             .build()
             .await
             .expect("the app builds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let handle = app.handle();
         let ops = app.ops().clone();
-        let task = tokio::spawn(app.run_until_stopped());
+        let Served { base, handle, task, .. } = serve(app);
         self.instances.push(Instance { base, handle, task, ops });
         self.instances.len() - 1
     }

@@ -30,7 +30,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{PASSWORD, mail_text, random_email, random_hex};
+use crate::support::{PASSWORD, Served, app_settings, mail_text, random_email, random_hex, serve};
 
 /// How long any one condition may take before the test fails: a liveness bound, far
 /// above what a page load takes, never a timing assertion.
@@ -60,12 +60,8 @@ struct App {
 async fn spawn_app(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<App> {
     let clock = ManualClock::starting_now();
     let mail = TempDir::with_prefix("authd-browser-mail-").unwrap();
-    let mut settings = Settings::default();
-    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    let mut settings = app_settings(mail.path());
     settings.server.ops_listen = None;
-    settings.server.workers = 2;
-    settings.server.shutdown_timeout_secs = 1;
-    settings.mail.dir = mail.path().to_path_buf();
     let sql = match setup {
         Setup::Sqlite => cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap(),
         Setup::Full => {
@@ -81,9 +77,7 @@ async fn spawn_app(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<Ap
     let builder: ApplicationBuilder =
         Application::builder(settings).clock(clock).sql_store(sql).insecure_fast_hashing();
     let app = builder.build().await.expect("the app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    let task = tokio::spawn(app.run_until_stopped());
+    let Served { base, handle, task, .. } = serve(app);
     Some(App { base, mail, handle, task })
 }
 

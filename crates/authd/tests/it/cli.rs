@@ -237,3 +237,134 @@ fn without_a_command_it_serves_until_sigterm() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// The binary's stderr, line by line, over a channel (a thread reads the pipe).
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let pipe = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the log line containing `needle` (a liveness bound only) and returns it.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with {needle:?}: {e}"),
+        }
+    }
+}
+
+/// SIGTERM while a request is in flight (its head read, half of its body sent): the
+/// listener closes, the request is still read to its end and answered, and the process
+/// exits 0 (`docs/operations.md`, "Shutdown").
+#[test]
+// A plain blocking test: no async worker to block.
+#[allow(clippy::disallowed_methods)]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    use std::io::{Read as _, Write as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authd"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("AUTHD_SERVER__LISTEN", "127.0.0.1:0")
+        // On too: its stop follows the public listener's.
+        .env("AUTHD_SERVER__OPS_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if the test fails before the process has exited (no stray server).
+    let reaper = KillOnDrop(child.id());
+    let lines = stderr_lines(&mut child);
+    // The port 0 picked: from the start-up line, once the listener is bound.
+    let listening = wait_for_line(&lines, "authd listening");
+    let addr = listening
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("address="))
+        .expect("the start-up line names the address")
+        .to_owned();
+
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    // Once a later connection is answered, the acceptor (one thread) has counted this one
+    // in its worker: a stop before that could find the worker idle (see
+    // `api::graceful_shutdown_finishes_in_flight_requests`). Open until the listener closes.
+    let mut witness = std::net::TcpStream::connect(&addr).unwrap();
+    witness.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    witness.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let n = witness.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Well-formed JSON of the wrong shape: the handler cannot answer before it has the
+    // whole body, and then answers 400 without hashing a password.
+    let body = r#"{"email": "someone@example.com", "password": 12345678901234567890}"#;
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // `100 Continue`: the server has read the head, the request is in flight.
+    let continue_line = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut interim = vec![0u8; continue_line.len()];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(interim, continue_line, "{}", String::from_utf8_lossy(&interim));
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    stream.write_all(first).unwrap();
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    wait_for_line(&lines, "SIGTERM received");
+    wait_for_line(&lines, "accept thread stopped");
+    // The listener is closed (a liveness deadline only: it closes just after that line).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the listener still accepts after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(witness);
+
+    // The rest of the body, after the stop: the request is read and answered in full.
+    stream.write_all(rest).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("invalid_input"), "{response}");
+
+    wait_for_line(&lines, "authd stopped");
+    // The process exits (bounded: a hang here is the defect this test is about).
+    let (tx, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(tx.send(child.wait())));
+    let status = exited
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("authd exits after SIGTERM")
+        .unwrap();
+    // Exited and reaped: its pid is no longer ours to kill.
+    std::mem::forget(reaper);
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Sends SIGKILL to a child process when dropped (a failing test's server).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        drop(Command::new("kill").args(["-KILL", &self.0.to_string()]).status());
+    }
+}

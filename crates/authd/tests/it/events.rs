@@ -17,13 +17,13 @@ use authd::Application;
 use authd::settings::Settings;
 use cache_core::ManualClock;
 use chrono::Duration as Span;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use crate::support::{
-    PASSWORD, init_logs, mail_text, random_email, random_hex, temp_dir, token_in_dir,
+    PASSWORD, Resp, Served, Setup, app_settings, configure_tiers, http_client, init_logs,
+    mail_text, random_email, send, serve, sql_store, temp_dir, token_in_dir,
 };
 
 const ADMIN_TOKEN: &str = "test-admin-token-events-0123456789abcdef";
@@ -33,13 +33,6 @@ const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWeb
 const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
 /// How long the writer may take before a test gives up (liveness, not timing).
 const DEADLINE: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Setup {
-    Sqlite,
-    Postgres,
-    Full,
-}
 
 struct Env {
     base: String,
@@ -53,53 +46,15 @@ struct Env {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-struct Resp {
-    status: StatusCode,
-    body: Value,
-    text: String,
-    cookie: Option<String>,
-}
-
-impl Resp {
-    #[track_caller]
-    fn expect(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        self
-    }
-
-    #[track_caller]
-    fn expect_error(&self, status: u16, code: &str) {
-        self.expect(status);
-        assert_eq!(self.body["error"]["code"], code, "{}", self.text);
-    }
-}
-
 async fn start(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<Env> {
     init_logs();
     let clock = ManualClock::starting_now();
     let mail_dir = temp_dir("events-mail");
-    let mut settings = Settings::default();
-    settings.server.listen = "127.0.0.1:0".parse().unwrap();
-    settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
-    settings.server.workers = 2;
-    settings.server.shutdown_timeout_secs = 1;
-    settings.mail.dir = mail_dir.path().to_path_buf();
+    let mut settings = app_settings(mail_dir.path());
     settings.admin.token = Some(ADMIN_TOKEN.into());
     settings.janitor.enabled = false;
-    let sql = match setup {
-        Setup::Sqlite => cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap(),
-        Setup::Postgres | Setup::Full => {
-            let url = cache_testkit::service_url("DATABASE_URL")?;
-            if setup == Setup::Full {
-                let redis = cache_testkit::service_url("REDIS_URL")?;
-                settings.redis.url = Some(redis.into());
-                settings.redis.key_prefix = format!("authd-test-{}:", random_hex(6));
-                settings.redis.command_timeout_ms = 500;
-            }
-            settings.memory.enabled = setup == Setup::Full;
-            cache_sql::testing::isolated_postgres(&url, clock.clone()).await.unwrap()
-        }
-    };
+    let sql = sql_store(setup, &clock).await?;
+    configure_tiers(&mut settings, setup)?;
     tweak(&mut settings);
     let app = Application::builder(settings)
         .clock(clock.clone())
@@ -108,16 +63,10 @@ async fn start(setup: Setup, tweak: impl FnOnce(&mut Settings)) -> Option<Env> {
         .build()
         .await
         .expect("the app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let ops_base = format!("http://{}", app.ops_addr().expect("the operations listener is on"));
-    let handle = app.handle();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     let (sql, ops) = (app.backends().sql.clone(), app.ops().clone());
-    let task = tokio::spawn(app.run_until_stopped());
+    let Served { base, ops_base, handle, task } = serve(app);
+    let ops_base = ops_base.expect("the operations listener is on");
+    let http = http_client();
     Some(Env { base, ops_base, http, clock, mail_dir, sql, ops, handle, task })
 }
 
@@ -126,35 +75,22 @@ impl Env {
         crate::support::stop_app(self.handle, self.task).await;
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
-        let response = request.send().await.expect("the request is answered");
-        let status = response.status();
-        let cookie = response.headers().get_all("set-cookie").iter().find_map(|v| {
-            let (pair, _) = v.to_str().ok()?.split_once(';')?;
-            let (name, value) = pair.split_once('=')?;
-            (name == "session").then(|| value.to_owned())
-        });
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, body, text, cookie }
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     async fn post(&self, path: &str, body: Value, user_agent: &str) -> Resp {
         let request = self.http.post(self.url(path)).header("user-agent", user_agent).json(&body);
-        self.send(request).await
+        send(request).await
     }
 
     async fn get(&self, path: &str, cookie: &str) -> Resp {
         let request = self.http.get(self.url(path)).header("cookie", format!("session={cookie}"));
-        self.send(request).await
+        send(request).await
     }
 
     async fn admin_get(&self, path: &str) -> Resp {
-        self.send(self.http.get(self.url(path)).bearer_auth(ADMIN_TOKEN)).await
+        send(self.http.get(self.url(path)).bearer_auth(ADMIN_TOKEN)).await
     }
 
     async fn login(&self, email: &str, password: &str, user_agent: &str) -> Resp {
@@ -237,7 +173,7 @@ async fn new_device_alerts_paging_admin_secrets_and_trim(setup: Setup) {
     // The first login after registration: no alert. The same device again: none.
     let first = env.login(&email, PASSWORD, FIREFOX_LINUX).await;
     first.expect(200);
-    let cookie = first.cookie.clone().expect("a session cookie");
+    let cookie = first.session_cookie().expect("a session cookie");
     env.login(&email, PASSWORD, FIREFOX_LINUX).await.expect(200);
     // Another browser and system: one alert; that device again: none.
     env.login(&email, PASSWORD, CHROME_WINDOWS).await.expect(200);
@@ -263,13 +199,13 @@ async fn new_device_alerts_paging_admin_secrets_and_trim(setup: Setup) {
 
     // A wrong password and a sign-out are recorded too.
     env.login(&email, "not the password at all", FIREFOX_LINUX).await.expect(401);
-    let other_session = env.login(&email, PASSWORD, FIREFOX_LINUX).await.cookie.unwrap();
+    let other_session = env.login(&email, PASSWORD, FIREFOX_LINUX).await.session_cookie().unwrap();
     let logout = env
         .http
         .post(env.url("/v1/auth/logout"))
         .header("cookie", format!("session={other_session}"))
         .json(&json!({}));
-    env.send(logout).await.expect(204);
+    send(logout).await.expect(204);
 
     let expected = [
         "sign_out",
@@ -313,7 +249,7 @@ async fn new_device_alerts_paging_admin_secrets_and_trim(setup: Setup) {
     {
         env.get(&format!("/v1/me/events?{bad}"), &cookie).await.expect_error(400, "invalid_input");
     }
-    let anonymous = env.send(env.http.get(env.url("/v1/me/events"))).await;
+    let anonymous = send(env.http.get(env.url("/v1/me/events"))).await;
     anonymous.expect_error(401, "unauthenticated");
 
     // An administrator sees the same events.
@@ -326,7 +262,7 @@ async fn new_device_alerts_paging_admin_secrets_and_trim(setup: Setup) {
     env.admin_get(&format!("/v1/admin/users/{id}/events?limit=1000"))
         .await
         .expect_error(400, "invalid_input");
-    let no_token = env.send(env.http.get(env.url(&format!("/v1/admin/users/{id}/events")))).await;
+    let no_token = send(env.http.get(env.url(&format!("/v1/admin/users/{id}/events")))).await;
     no_token.expect(401);
 
     // No token, password or hash in any stored row.
@@ -356,7 +292,7 @@ async fn failure_spike_alerts_once_and_lockouts_are_recorded(setup: Setup) {
     let email = env.register().await;
     let login = env.login(&email, PASSWORD, FIREFOX_LINUX).await;
     login.expect(200);
-    let cookie = login.cookie.clone().unwrap();
+    let cookie = login.session_cookie().unwrap();
     // Five wrong passwords (the per-pair limit), then the lockout.
     for _ in 0..5 {
         env.login(&email, "wrong password, again", CHROME_WINDOWS).await.expect(401);
@@ -384,7 +320,7 @@ async fn failure_spike_alerts_once_and_lockouts_are_recorded(setup: Setup) {
     assert_eq!(kinds.iter().filter(|k| **k == "blocked_by_limits").count(), 1, "{kinds:?}");
     assert_eq!(kinds[0], "blocked_by_limits", "{kinds:?}");
 
-    let metrics = env.send(env.http.get(format!("{}/metrics", env.ops_base))).await.text;
+    let metrics = send(env.http.get(format!("{}/metrics", env.ops_base))).await.text;
     for name in [
         "auth_failed_sign_in_alerts_total",
         "auth_security_events_total{kind=\"sign_in_failed\"}",

@@ -33,13 +33,15 @@ use cache_memory::MemoryStore;
 use cache_redis::RedisStore;
 use cache_sql::SqlStore;
 use chrono::Duration as Span;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::support::{PASSWORD, init_logs, own_redis, random_hex, temp_dir};
+use crate::support::{
+    PASSWORD, Resp, Served, Setup, app_settings, configure_tiers, http_client, init_logs,
+    own_redis, random_hex, send, serve, sql_store, temp_dir,
+};
 
 /// Held by every test (see the module docs).
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -50,45 +52,15 @@ const ADMIN_TOKEN: &str = "ops-test-admin-token-0123456789abcdef";
 // Harness
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Setup {
-    Sqlite,
-    Postgres,
-    Full,
-}
-
-/// The SQL store of `setup` (`None` after a skip line when its server is not configured).
-async fn sql_store(setup: Setup, clock: &Arc<ManualClock>) -> Option<SqlStore> {
-    Some(match setup {
-        Setup::Sqlite => cache_sql::testing::temp_sqlite(clock.clone()).await.unwrap(),
-        Setup::Postgres | Setup::Full => {
-            let url = cache_testkit::service_url("DATABASE_URL")?;
-            cache_sql::testing::isolated_postgres(&url, clock.clone()).await.unwrap()
-        }
-    })
-}
-
 /// Settings of `setup`: free port, two workers, admin token set, no background janitor
 /// (tests run passes themselves), a unique Redis prefix for `full`.
 fn settings_for(setup: Setup, mail_dir: &Path) -> Option<Settings> {
-    let mut settings = Settings::default();
-    settings.server.listen = "127.0.0.1:0".parse().unwrap();
-    settings.server.ops_listen = Some("127.0.0.1:0".parse().unwrap());
-    settings.server.workers = 2;
-    settings.server.shutdown_timeout_secs = 1;
-    settings.mail.dir = mail_dir.to_path_buf();
+    let mut settings = app_settings(mail_dir);
     settings.admin.token = Some(ADMIN_TOKEN.to_owned().into());
     settings.janitor.enabled = false;
     // Every analytics read counts again, so that a test sees its own writes.
     settings.analytics.active_sessions_cache_ms = 0;
-    settings.memory.enabled = setup != Setup::Postgres;
-    if setup == Setup::Full {
-        let redis = cache_testkit::service_url("REDIS_URL")?;
-        settings.redis.url = Some(redis.into());
-        settings.redis.key_prefix = format!("authd-ops-{}:", random_hex(6));
-        // A loaded 2-core machine can be slow; the breaker is not what these tests check.
-        settings.redis.command_timeout_ms = 500;
-    }
+    configure_tiers(&mut settings, setup)?;
     Some(settings)
 }
 
@@ -109,23 +81,6 @@ struct TestApp {
     task: JoinHandle<std::io::Result<()>>,
 }
 
-/// A response, read whole.
-#[derive(Debug)]
-struct Resp {
-    status: StatusCode,
-    body: Value,
-    text: String,
-    cookie: Option<String>,
-}
-
-impl Resp {
-    #[track_caller]
-    fn expect(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
-        self
-    }
-}
-
 /// Starts the app on `sql` with `settings`.
 async fn start(
     settings: Settings,
@@ -141,19 +96,13 @@ async fn start(
         .build()
         .await
         .expect("the app builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let ops_base = format!("http://{}", app.ops_addr().expect("the operations listener is on"));
     let ops = app.ops().clone();
     let service = app.service().clone();
     let memory = app.backends().memory.clone();
     let redis = app.backends().redis.clone();
-    let handle = app.handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let Served { base, ops_base, handle, task } = serve(app);
+    let ops_base = ops_base.expect("the operations listener is on");
+    let http = http_client();
     TestApp {
         base,
         ops_base,
@@ -192,21 +141,7 @@ impl TestApp {
 
     /// GET on the operations listener.
     async fn ops_get(&self, path: &str) -> Resp {
-        self.send(self.http.get(format!("{}{path}", self.ops_base))).await
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
-        let response = request.send().await.expect("the request is answered");
-        let status = response.status();
-        let cookie = response.headers().get_all("set-cookie").iter().find_map(|v| {
-            let v = v.to_str().ok()?;
-            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
-            let (name, value) = pair.split_once('=')?;
-            (name == "session" && !value.is_empty()).then(|| value.to_owned())
-        });
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, body, text, cookie }
+        send(self.http.get(format!("{}{path}", self.ops_base))).await
     }
 
     /// A same-origin POST (state-changing requests from another origin may be refused).
@@ -215,7 +150,7 @@ impl TestApp {
         if let Some(cookie) = cookie {
             request = request.header("cookie", format!("session={cookie}"));
         }
-        self.send(request).await
+        send(request).await
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
@@ -223,7 +158,7 @@ impl TestApp {
         if let Some(cookie) = cookie {
             request = request.header("cookie", format!("session={cookie}"));
         }
-        self.send(request).await
+        send(request).await
     }
 
     async fn admin_get(&self, path: &str, token: Option<&str>) -> Resp {
@@ -231,7 +166,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        self.send(request).await
+        send(request).await
     }
 
     async fn metrics(&self) -> Metrics {
@@ -530,7 +465,7 @@ async fn scripted_scenario(setup: Setup) {
         let login =
             app.post("/v1/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
         login.expect(200);
-        cookies.push(login.cookie.clone().expect("login sets the cookie"));
+        cookies.push(login.session_cookie().expect("login sets the cookie"));
     }
     app.post("/v1/auth/login", json!({"email": emails[0], "password": "wrong password!!"}), None)
         .await
@@ -715,7 +650,7 @@ async fn ready_is_degraded_while_its_redis_is_killed_and_ok_when_it_returns() {
     let login =
         app.post("/v1/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
     login.expect(200);
-    let cookie = login.cookie.clone().unwrap();
+    let cookie = login.session_cookie().unwrap();
 
     redis.kill9();
     let body = wait_ready_status(&app, "degraded", Duration::from_secs(10)).await;
@@ -1065,7 +1000,7 @@ async fn cleanup_runs_passes_until_the_backlog_is_done() {
     settings.janitor.batch_size = 100;
     settings.janitor.max_batches_per_pass = 5;
     // 1,250 expired rows, 500 per pass: three passes, the last one complete.
-    let report = authd::ops::cleanup(&settings, clock.clone(), 100).await.unwrap();
+    let report = authd::app::cleanup::cleanup(&settings, clock.clone(), 100).await.unwrap();
     assert_eq!(report.passes, 3);
     assert_eq!(report.totals.sessions, seeded.expired_keys.len() as u64);
     assert!(report.totals.complete);
@@ -1073,7 +1008,7 @@ async fn cleanup_runs_passes_until_the_backlog_is_done() {
     assert_eq!(sql.count_live_sessions().await.unwrap(), 1_250);
     // Capped by `max_passes`, a clean-up says the backlog is not done.
     clock.advance(Span::days(8));
-    let report = authd::ops::cleanup(&settings, clock, 1).await.unwrap();
+    let report = authd::app::cleanup::cleanup(&settings, clock, 1).await.unwrap();
     assert_eq!((report.passes, report.totals.sessions, report.totals.complete), (1, 500, false));
 }
 

@@ -57,6 +57,17 @@ pub struct Backends {
     pub follower: Option<Arc<RevocationFollower>>,
 }
 
+impl Backends {
+    /// The tiers, as the operations side takes them.
+    pub fn tiers(&self) -> crate::ops::Tiers<'_> {
+        crate::ops::Tiers {
+            sql: &self.sql,
+            memory: self.memory.as_ref(),
+            redis: self.redis.as_ref(),
+        }
+    }
+}
+
 /// A background task that, while the Redis breaker is open, sends it one probe per
 /// interval. Without it the breaker closes only when a request misses the memory tier,
 /// so under an all-hits load the tier (and `/health/ready`) would stay "down" long after
@@ -155,7 +166,7 @@ pub async fn compose(
             .with_context(|| format!("invalid Redis configuration for {}", redact_url(&config.url)))
             // An unreachable Redis does not stop the start-up; a client that cannot
             // be built from the settings does.
-            .context(crate::failure::StartupFailure::Config)?;
+            .context(crate::app::failure::StartupFailure::Config)?;
         // SQL is the revocation authority: a Redis that lost deletes is not trusted until
         // the recent revocations have been replayed into it.
         store.set_journal(Arc::new(sql.clone()) as Arc<dyn RevocationJournal>);

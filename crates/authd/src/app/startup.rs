@@ -14,17 +14,19 @@ use cache_core::{SharedClock, SystemClock};
 use cache_sql::SqlStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::access::{self, AccessLog};
+use crate::app::abuse;
+use crate::app::stores::{self, Backends};
 use crate::cookies::CookiePolicy;
 use crate::error;
+use crate::http::access::{self, AccessLog};
+use crate::http::http_metrics::HttpMetrics;
 use crate::ops::Ops;
 use crate::routes;
 use crate::security::{self, AdminGuard, Security};
 use crate::settings::{MailTransport, Settings, SmtpTlsMode};
-use crate::stores::{self, Backends};
 use crate::telemetry;
 
-pub use crate::failure::StartupFailure;
+pub use crate::app::failure::StartupFailure;
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -135,7 +137,7 @@ impl ApplicationBuilder {
         };
         let backends = stores::compose(&settings, clock.clone(), sql).await?;
         // Warms the caches (when configured) before the first request can arrive.
-        let ops = Ops::start(&settings, clock.clone(), &backends).await;
+        let ops = Ops::start(&settings, clock.clone(), backends.tiers()).await;
 
         let mailer = match self.mailer {
             Some(mailer) => mailer,
@@ -165,7 +167,7 @@ impl ApplicationBuilder {
 
         // Rate limits and IP blocks: the flows count logins, resends and reset requests,
         // the HTTP guard the per-address attempts and the blocks.
-        let abuse = security::build_abuse(&settings, &backends, clock.clone())
+        let abuse = abuse::build_abuse(&settings, &backends, clock.clone())
             .context("invalid abuse settings")
             .context(StartupFailure::Config)?;
         if let Err(e) = abuse.refresh().await {
@@ -313,8 +315,9 @@ impl Application {
         &self.ops
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]`.stop`), then lets
-    /// in-flight requests finish within `server.shutdown_timeout_secs`.
+    /// Serves until SIGTERM or [`Application::handle`]`.stop(true)`, then lets in-flight
+    /// requests finish within `server.shutdown_timeout_secs`; SIGINT, SIGQUIT and
+    /// `stop(false)` drop them (`docs/operations.md`, "Shutdown").
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application { server, ops_server, backends, ops, shutdown_timeout, .. } = self;
         // The operations listener lives as long as the public one: metrics of the last
@@ -389,7 +392,7 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
     let readiness = web::Data::new(parts.backends.readiness.clone());
     let metrics = web::Data::new(parts.metrics.clone());
     let ops = web::Data::new(parts.ops.clone());
-    let http_metrics = parts.ops.http_metrics();
+    let http_metrics = HttpMetrics::new(Some(parts.ops.analytics().clone()));
     let admin = web::Data::new(AdminGuard::new(settings.admin.token.as_ref()));
     let security = web::Data::new(parts.security.clone());
     // Built once: the document describes this server (cookie name, password policy).
