@@ -19,6 +19,10 @@
 //! Redis counts the commands a Lua script runs as well as the script's `EVALSHA`; the
 //! bench's own `INFO` calls are left out. `pg_stat_wal` is the whole server's: other
 //! databases' traffic during the step counts too (the bench is meant to run alone).
+//! The bench's four other authd processes run meanwhile: like every instance of a fleet
+//! they follow the revocation journal and re-apply each revocation to their caches and
+//! to Redis, so that work counts in the Redis and PostgreSQL figures of a revocation
+//! (not in authd's, which are `full`'s process alone).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
