@@ -63,7 +63,7 @@ const ASSUMPTIONS: [Assumption; 15] = [
         "life of a logout tombstone",
         30.0 * DAY,
         "s",
-        "the session's remaining absolute life: at most the 30-day default",
+        "the session's remaining absolute life: up to the 30-day default (a bench tombstone's PTTL)",
     ),
     (
         "A8",
@@ -446,7 +446,11 @@ fn render(report: &Value, inputs: &Inputs, source: &str) -> String {
             si(c.pg_iops),
             bytes(c.pg_bytes),
             shares(c).map(|(_, x)| format!("{:.0} %", x * 100.0)).join(", "),
-            if share > 1.0 { " (past its limit)" } else { "" },
+            match share {
+                s if s > 1.0 => " (past its limit)",
+                s if s < 0.5 => " (none near: the largest share)",
+                _ => "",
+            },
         );
     }
     let mut formulas = FORMULAS.to_owned();
@@ -463,7 +467,7 @@ fn num(v: f64) -> String {
         x if x >= 1000.0 => si(v),
         x if x >= 10.0 => format!("{v:.1}"),
         x if x >= 0.01 || x == 0.0 => format!("{v:.2}"),
-        _ => format!("{v:.4}"),
+        _ => format!("{v:.1e}"),
     }
 }
 
@@ -575,5 +579,7 @@ mod tests {
         assert_eq!(si(12.0), "12");
         assert_eq!(bytes(25e9), "25.0GB");
         assert_eq!(duration(30.0 * DAY), "30.0 d");
+        assert_eq!(num(0.000_013), "1.3e-5");
+        assert_eq!(num(0.0), "0.00");
     }
 }
