@@ -127,7 +127,7 @@ struct Inputs(Vec<Input>);
 const CHECK_FIELDS: [(&str, &str, &str); 4] = [
     ("check.authd_us", "authd CPU µs per check", "cpu_us_per_request.authd_us"),
     ("check.redis_us", "Redis CPU µs per check", "cpu_us_per_request.redis_us"),
-    ("check.redis_cmds", "Redis commands per check", "redis_commands_per_request"),
+    ("check.redis_cmds", "Redis commands per check", "cpu_us_per_request.redis_commands"),
     ("check.sql", "SQL statements per check", "sql_queries_per_request"),
 ];
 /// The point whose per-request costs are a check's.

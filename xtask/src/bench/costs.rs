@@ -1,5 +1,6 @@
 //! What `cargo xtask capacity` (docs/capacity.md) needs that the points do not measure,
-//! recorded as the report's top-level `costs` object:
+//! recorded as the report's top-level `costs` object (each point's Redis commands per
+//! request are `cpu.rs`'s, `cpu_us_per_request.redis_commands`):
 //!
 //! - `memory`: the memory tier's bytes per entry: `full`'s RSS after the warm-up sweep
 //!   minus its RSS before, over the `memory_tier_entries` gauge;
@@ -350,6 +351,12 @@ pub fn measure(runner: &Runner<'_>, server: &Server, services: &Services, memory
     });
     print(&costs);
     costs
+}
+
+/// The report's JSON with `costs` as its top-level `costs` object.
+pub fn attach(mut report: Value, costs: Value) -> Value {
+    report["costs"] = costs;
+    report
 }
 
 /// The short section on stdout.

@@ -184,7 +184,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("round {} of {}", round + 1, plan.rounds);
         runner.round(&servers, &peers, &mut report)?;
     }
-    report.set_costs(costs::measure(&runner, &servers.full, &services, memory_tier));
+    let costs = costs::measure(&runner, &servers.full, &services, memory_tier);
     drop(servers);
     drop(peers);
     // actix-session's RedisSessionStore against ours, side by side (issue 14).
@@ -196,7 +196,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     report.criterion(&root);
     report.finish(started.elapsed());
-    let json = serde_json::to_string_pretty(&report.to_json())?;
+    let json = serde_json::to_string_pretty(&costs::attach(report.to_json(), costs))?;
     let stamp = cache_core::Clock::now(&cache_core::SystemClock).format("%Y%m%dT%H%M%SZ");
     std::fs::write(out_dir.join(format!("bench-{stamp}.json")), &json)?;
     std::fs::write(out_dir.join("latest.json"), &json)?;

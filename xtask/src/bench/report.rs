@@ -124,8 +124,6 @@ pub struct Report {
     against: Vec<String>,
     /// B10's memory: per scale point, (sessions, RSS before the sweep, after it) in KiB.
     scale_memory: Vec<(String, usize, u64, u64)>,
-    /// `costs.rs`'s measurements, for `cargo xtask capacity`.
-    costs: Value,
 }
 
 /// A goal's verdict.
@@ -149,13 +147,7 @@ impl Report {
             elapsed: Duration::ZERO,
             against: Vec::new(),
             scale_memory: Vec::new(),
-            costs: Value::Null,
         }
-    }
-
-    /// Records `costs.rs`'s measurements (the JSON's top-level `costs`).
-    pub fn set_costs(&mut self, costs: Value) {
-        self.costs = costs;
     }
 
     /// Records one run of `point`.
@@ -538,7 +530,6 @@ impl Report {
                     "sql_queries_per_request": s.sql_per_request,
                     "errors": s.errors, "rss_kib": s.rss_kib,
                     "cpu_us_per_request": s.cpu,
-                    "redis_commands_per_request": s.cpu.redis_commands,
                     "runs": runs,
                 })
             })
@@ -567,7 +558,6 @@ impl Report {
                 .map(|(point, bytes, loaded)| json!({"point": point, "bytes_per_cached_session": bytes, "rss_kib": loaded}))
                 .collect::<Vec<_>>(),
             "elapsed_s": self.elapsed.as_secs_f64(),
-            "costs": self.costs,
         })
     }
 }
