@@ -2,6 +2,7 @@
 //! `cargo xtask --help`; each task lives in its own module.
 
 mod bench;
+mod capacity;
 mod cleanup;
 mod migrate;
 mod revocation;
@@ -27,6 +28,8 @@ enum Task {
     Cleanup(cleanup::CleanupArgs),
     /// Measures the hot path against its baselines (docs/benchmarks.md).
     Bench(bench::BenchArgs),
+    /// Sessions, checks/s -> authd cores, Redis shards, PostgreSQL (docs/capacity.md).
+    Capacity(capacity::CapacityArgs),
     /// Measures how long after a revoke on one instance another refuses the session,
     /// normally and under Redis faults (p50/p99/max; issue 13).
     RevocationLatency(revocation::RevocationArgs),
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Task::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
         Task::Bench(args) => bench::run(args),
+        Task::Capacity(args) => capacity::run(args),
         Task::Cleanup(args) => runtime()?.block_on(cleanup::run(args)),
         Task::RevocationLatency(args) => revocation::run(args),
         Task::Timing(args) => timing::run(args),

@@ -13,6 +13,8 @@ pub struct CpuSample {
     authd: Option<f64>,
     redis: Option<f64>,
     postgres: Option<f64>,
+    /// Commands Redis has run (`INFO commandstats`, see `costs::total_commands`).
+    redis_commands: Option<f64>,
 }
 
 /// Microseconds of CPU per request of each side during one run.
@@ -24,6 +26,8 @@ pub struct CpuPerRequest {
     pub redis_us: Option<f64>,
     /// PostgreSQL, all local processes.
     pub postgres_us: Option<f64>,
+    /// Redis commands per request (not CPU: counted with the same `INFO` call).
+    pub redis_commands: Option<f64>,
 }
 
 /// Clock ticks per second of `/proc/*/stat` (`getconf CLK_TCK`; 100 on Linux).
@@ -74,10 +78,16 @@ fn postgres_seconds(tick: f64) -> Option<f64> {
     found.then(|| total as f64 / tick)
 }
 
-/// `used_cpu_sys + used_cpu_user` from `redis-cli -u URL INFO cpu`.
-fn redis_seconds(redis_url: &str) -> Option<f64> {
-    let out = Command::new("redis-cli").args(["-u", redis_url, "INFO", "cpu"]).output().ok()?;
-    parse_redis_cpu(&String::from_utf8(out.stdout).ok()?)
+/// `used_cpu_sys + used_cpu_user` and the commands run, from one
+/// `redis-cli -u URL INFO cpu commandstats`.
+fn redis_sample(redis_url: &str) -> (Option<f64>, Option<f64>) {
+    let info = Command::new("redis-cli")
+        .args(["-u", redis_url, "INFO", "cpu", "commandstats"])
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .unwrap_or_default();
+    (parse_redis_cpu(&info), super::costs::total_commands(&info).map(|n| n as f64))
 }
 
 fn parse_redis_cpu(info: &str) -> Option<f64> {
@@ -101,10 +111,12 @@ impl CpuMeter {
 
     /// The cumulative CPU time of `authd_pid`, Redis and PostgreSQL.
     pub fn sample(&self, authd_pid: u32) -> CpuSample {
+        let (redis, redis_commands) = redis_sample(&self.redis_url);
         CpuSample {
             authd: process_seconds(authd_pid, self.tick),
-            redis: redis_seconds(&self.redis_url),
+            redis,
             postgres: postgres_seconds(self.tick),
+            redis_commands,
         }
     }
 }
@@ -120,6 +132,7 @@ impl CpuPerRequest {
             authd_us: per(before.authd, after.authd),
             redis_us: per(before.redis, after.redis),
             postgres_us: per(before.postgres, after.postgres),
+            redis_commands: per(before.redis_commands, after.redis_commands).map(|v| v / 1e6),
         }
     }
 }
@@ -147,12 +160,23 @@ mod tests {
 
     #[test]
     fn per_request_is_the_difference_over_requests() {
-        let before = CpuSample { authd: Some(1.0), redis: Some(2.0), postgres: None };
-        let after = CpuSample { authd: Some(1.5), redis: Some(2.1), postgres: Some(3.0) };
+        let before = CpuSample {
+            authd: Some(1.0),
+            redis: Some(2.0),
+            postgres: None,
+            redis_commands: Some(10.0),
+        };
+        let after = CpuSample {
+            authd: Some(1.5),
+            redis: Some(2.1),
+            postgres: Some(3.0),
+            redis_commands: Some(300_010.0),
+        };
         let cpu = CpuPerRequest::between(before, after, 100_000);
         assert_eq!(cpu.authd_us, Some(5.0));
         assert!((cpu.redis_us.unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(cpu.postgres_us, None);
+        assert_eq!(cpu.redis_commands, Some(3.0));
         assert_eq!(CpuPerRequest::between(before, after, 0).authd_us, None);
     }
 }

@@ -15,6 +15,7 @@
 //!    and `session-actix` (memory on, off) behind the same handler, in rounds.
 //! 7. Prints the table and the goals, writes JSON under `target/bench/`.
 
+mod costs;
 mod cpu;
 mod criterion;
 mod report;
@@ -173,7 +174,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let peers = session::Peers::start(&root, &services, plan.sessions, args.no_build)?;
     let cpu = CpuMeter::new(&services.redis_url);
     let runner = Runner { root: &root, plan: &plan, tokens: &tokens, cpu: &cpu };
+    let rss_cold = servers.full.rss_kib(); // costs: the memory tier's bytes per entry
     runner.sweep(&servers.full)?;
+    let memory_tier = costs::memory_tier(&servers.full, rss_cold);
     for (_, other) in &servers.against {
         runner.sweep(other)?;
     }
@@ -181,6 +184,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("round {} of {}", round + 1, plan.rounds);
         runner.round(&servers, &peers, &mut report)?;
     }
+    let costs = costs::measure(&runner, &servers.full, &services, memory_tier);
     drop(servers);
     drop(peers);
     // actix-session's RedisSessionStore against ours, side by side (issue 14).
@@ -192,7 +196,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     report.criterion(&root);
     report.finish(started.elapsed());
-    let json = serde_json::to_string_pretty(&report.to_json())?;
+    let json = serde_json::to_string_pretty(&costs::attach(report.to_json(), costs))?;
     let stamp = cache_core::Clock::now(&cache_core::SystemClock).format("%Y%m%dT%H%M%SZ");
     std::fs::write(out_dir.join(format!("bench-{stamp}.json")), &json)?;
     std::fs::write(out_dir.join("latest.json"), &json)?;

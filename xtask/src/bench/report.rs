@@ -78,6 +78,7 @@ fn summarize(runs: &[Measured]) -> Summary {
             authd_us: median_of(runs.iter().filter_map(|m| m.cpu.authd_us)),
             redis_us: median_of(runs.iter().filter_map(|m| m.cpu.redis_us)),
             postgres_us: median_of(runs.iter().filter_map(|m| m.cpu.postgres_us)),
+            redis_commands: median_of(runs.iter().filter_map(|m| m.cpu.redis_commands)),
         },
         runs: runs.len(),
     }
