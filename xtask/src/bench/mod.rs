@@ -171,7 +171,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let server = Server::start(&built.bin, config, &out_dir)?;
         servers.against.push((built.label, server));
     }
-    let peers = session::Peers::start(&root, &services, plan.sessions, args.no_build)?;
+    let session_bin = session::build(&root, args.no_build)?;
+    let peers = session::Peers::start(&session_bin, &root, &services, plan.sessions)?;
     let cpu = CpuMeter::new(&services.redis_url);
     let runner = Runner { root: &root, plan: &plan, tokens: &tokens, cpu: &cpu };
     let rss_cold = servers.full.rss_kib(); // costs: the memory tier's bytes per entry
@@ -188,7 +189,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     drop(servers);
     drop(peers);
     // actix-session's RedisSessionStore against ours, side by side (issue 14).
-    session::run(&root, &services, &plan, args.no_build, &mut report)?;
+    session::run(&session_bin, &root, &services, &plan, &mut report)?;
 
     if args.scale {
         runner.scale(&bin, &services, &out_dir, &mut report)?;

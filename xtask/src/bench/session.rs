@@ -130,26 +130,19 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Builds `session_bench` (unless `no_build`) and starts both, the peer with
-    /// `sessions` sessions in the bench's Redis.
+    /// Starts both from `bin` ([`build`]), the peer with `sessions` sessions in the
+    /// bench's Redis.
     pub fn start(
+        bin: &Path,
         root: &Path,
         services: &Services,
         sessions: usize,
-        no_build: bool,
     ) -> anyhow::Result<Self> {
         let out_dir = root.join("target/bench");
-        let bin = build(root, &out_dir, no_build)?;
         eprintln!("starting session_bench: {PEER} ({sessions} sessions), {CEILING}");
-        let peer = Proc::start_with(
-            &bin,
-            PEER,
-            &["--store", "actix-redis"],
-            sessions,
-            services,
-            &out_dir,
-        )?;
-        let ceiling = Proc::start_with(&bin, CEILING, &["--store", "none"], 0, services, &out_dir)?;
+        let peer =
+            Proc::start_with(bin, PEER, &["--store", "actix-redis"], sessions, services, &out_dir)?;
+        let ceiling = Proc::start_with(bin, CEILING, &["--store", "none"], 0, services, &out_dir)?;
         Ok(Self { peer, ceiling })
     }
 }
@@ -161,12 +154,11 @@ impl Drop for Proc {
     }
 }
 
-/// Builds the example in release (unless `no_build`, or built by this run already) and
-/// copies it to `out_dir`.
-fn build(root: &Path, out_dir: &Path, no_build: bool) -> anyhow::Result<PathBuf> {
-    static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let bin = out_dir.join("session_bench");
-    if !no_build && !BUILT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+/// Builds the example in release (unless `no_build`), copies it to
+/// `root/target/bench` and returns that copy: one build for the whole run.
+pub fn build(root: &Path, no_build: bool) -> anyhow::Result<PathBuf> {
+    let bin = root.join("target/bench/session_bench");
+    if !no_build {
         eprintln!("building session-actix's session_bench (release)");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
             .current_dir(root)
@@ -183,21 +175,20 @@ fn build(root: &Path, out_dir: &Path, no_build: bool) -> anyhow::Result<PathBuf>
 /// Runs the point: the three stores, each measured once per round (A B C A B C ...),
 /// recorded in `report` and printed with the ratios.
 pub fn run(
+    bin: &Path,
     root: &Path,
     services: &Services,
     plan: &Plan,
-    no_build: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let out_dir = root.join("target/bench");
-    let bin = build(root, &out_dir, no_build)?;
     eprintln!(
         "starting session_bench: actix RedisSessionStore, ours (memory on), ours (memory off)"
     );
     let procs = [
-        Proc::start(&bin, ACTIX, &["--store", "actix-redis"], services, &out_dir)?,
-        Proc::start(&bin, OURS_MEMORY, &["--store", "tiered", "--memory"], services, &out_dir)?,
-        Proc::start(&bin, OURS, &["--store", "tiered"], services, &out_dir)?,
+        Proc::start(bin, ACTIX, &["--store", "actix-redis"], services, &out_dir)?,
+        Proc::start(bin, OURS_MEMORY, &["--store", "tiered", "--memory"], services, &out_dir)?,
+        Proc::start(bin, OURS, &["--store", "tiered"], services, &out_dir)?,
     ];
     let load = |p: &Proc, duration: Duration| Load {
         url: format!("http://127.0.0.1:{}/me", p.port),
