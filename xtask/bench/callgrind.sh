@@ -10,13 +10,17 @@
 #
 # Prints total instructions / requests, and writes target/bench/callgrind.<name>.out
 # for `callgrind_annotate --inclusive=yes`. TOKENS=FILE picks the tokens (a short file of
-# the hottest ones keeps a memory tier warm at callgrind speed).
+# the hottest ones keeps a memory tier warm at callgrind speed). BIN=PATH measures another
+# build (an `--against` one: target/bench/against/authd-<commit>); NAME=SUFFIX keeps its
+# output apart.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 path="${1:-/v1/me}"
 name="$(echo "$path" | tr '/' '_' | sed 's/^_//')"
 [ "${MEMORY:-true}" = true ] || name="$name.nomemory"
+[ -z "${NAME:-}" ] || name="$name.$NAME"
+bin="${BIN:-target/bench/authd}"
 out="target/bench/callgrind.$name.out"
 port="${PORT:-18181}"
 db="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -24,12 +28,12 @@ db="${db%/*}/authd_bench"
 redis="${REDIS_URL:-redis://127.0.0.1:6379}"
 tokens="${TOKENS:-target/bench/sessions.txt}" # the tokens of the data last seeded
 
-env -u DATABASE_URL -u REDIS_URL RUST_LOG=warn \
+env -u DATABASE_URL -u REDIS_URL RUST_LOG="${LOG:-warn}" \
   AUTHD_SERVER__LISTEN="127.0.0.1:$port" AUTHD_SERVER__WORKERS=1 \
   DATABASE_URL="$db" REDIS_URL="$redis" AUTHD_REDIS__KEY_PREFIX=authd-bench: \
   AUTHD_MEMORY__ENABLED="${MEMORY:-true}" AUTHD_MEMORY__MAX_ENTRIES=100000 AUTHD_MAIL__DIR=target/bench/mail \
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
-  target/bench/authd >target/bench/callgrind.$name.log 2>&1 &
+  "$bin" >target/bench/callgrind.$name.log 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 

@@ -33,7 +33,7 @@ use anyhow::Context as _;
 use crate::seed;
 use cpu::{CpuMeter, CpuPerRequest};
 use report::{Measured, Report};
-use server::{Server, ServerConfig, TierDeltas};
+use server::{Server, ServerConfig, Servers, TierDeltas, full_config, start_servers};
 use services::{BENCH_KEY_PREFIX, Services};
 use wrk::Load;
 
@@ -178,6 +178,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let rss_cold = servers.full.rss_kib(); // costs: the memory tier's bytes per entry
     runner.sweep(&servers.full)?;
     let memory_tier = costs::memory_tier(&servers.full, rss_cold);
+    runner.sweep(&servers.full_access)?;
     for (_, other) in &servers.against {
         runner.sweep(other)?;
     }
@@ -233,75 +234,6 @@ fn seed_everything(
             seed::load_sql(&lite, &data).await?;
         }
         seed::write_tokens(tokens, &data)
-    })
-}
-
-/// The five configurations, and the other build of `--against`.
-struct Servers {
-    full: Server,
-    full_b7: Server,
-    redis: Server,
-    sql: Server,
-    sqlite: Server,
-    /// `--against`: (label, server).
-    against: Vec<(String, Server)>,
-}
-
-fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
-    ServerConfig {
-        name: "full",
-        database_url: services.bench_url.clone(),
-        redis_url: Some(services.redis_url.clone()),
-        memory_entries: Some(memory_entries),
-        // Entries stay for the whole run once loaded: "memory tier warm". (authd's
-        // default of 30 s would send every session unused for 30 s back to Redis.)
-        memory_ttl_secs: Some(3600),
-        key_prefix: BENCH_KEY_PREFIX.to_owned(),
-        ops_listener: true,
-    }
-}
-
-fn start_servers(
-    bin: &Path,
-    services: &Services,
-    plan: &Plan,
-    sqlite_path: &Path,
-    out_dir: &Path,
-) -> anyhow::Result<Servers> {
-    let base = full_config(services, plan.memory_entries);
-    eprintln!("starting authd: memory+redis+postgres (twice), redis+postgres, postgres, sqlite");
-    Ok(Servers {
-        full: Server::start(bin, base.clone(), out_dir)?,
-        full_b7: Server::start(
-            bin,
-            ServerConfig {
-                name: "full-b7",
-                memory_entries: Some(plan.memory_entries_b7),
-                ..base.clone()
-            },
-            out_dir,
-        )?,
-        redis: Server::start(
-            bin,
-            ServerConfig { name: "redis", memory_entries: None, ..base.clone() },
-            out_dir,
-        )?,
-        sql: Server::start(
-            bin,
-            ServerConfig { name: "sql", memory_entries: None, redis_url: None, ..base.clone() },
-            out_dir,
-        )?,
-        sqlite: Server::start(
-            bin,
-            ServerConfig {
-                name: "sqlite",
-                database_url: format!("sqlite://{}", sqlite_path.display()),
-                redis_url: None,
-                ..base
-            },
-            out_dir,
-        )?,
-        against: Vec::new(),
     })
 }
 
@@ -453,6 +385,8 @@ impl Runner<'_> {
         })?;
         self.point(report, "ceiling", &s.full, "/health/live", 0)?;
         let me = self.point(report, "me/memory", &s.full, "/v1/me", 0)?;
+        // Issue 17: what the access log costs when an operator turns it on.
+        self.point(report, "me/memory+access", &s.full_access, "/v1/me", 0)?;
         for (label, other) in &s.against {
             self.point(report, &format!("against/{label}/ceiling"), other, "/health/live", 0)?;
             self.point(report, &format!("against/{label}/me/memory"), other, "/v1/me", 0)?;

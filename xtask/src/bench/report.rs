@@ -104,6 +104,7 @@ fn baseline_of(point: &str) -> Option<Compare> {
         "login" => Compare::P50("baseline/argon2"),
         "me/memory@half" => Compare::P99("ceiling@half"),
         "me/memory@half+storm" => Compare::P99("me/memory@half"),
+        "me/memory+access" => Compare::Throughput("me/memory"),
         "scale/100k@fixed" | "scale/1000k@fixed" => Compare::P99("scale/10k@fixed"),
         super::session::OURS_MEMORY | super::session::OURS => {
             Compare::Throughput(super::session::ACTIX)

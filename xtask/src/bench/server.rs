@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use super::services::{BENCH_KEY_PREFIX, Services};
+
 /// How one `authd` is configured (everything else is authd's default).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -28,6 +30,10 @@ pub struct ServerConfig {
     /// Whether the build has the operations listener (`server.ops_listen`, since issue
     /// 11); before it, `/metrics` was on the public listener and the key unknown.
     pub ops_listener: bool,
+    /// The access log on: `log.access_level = info` and `authd::access` at `info` in
+    /// `RUST_LOG`, one line per request into the server's log file. Off (`warn` only),
+    /// the access line is filtered out and only the request span is paid.
+    pub access_log: bool,
 }
 
 /// A running `authd`; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -48,6 +54,86 @@ pub struct Built {
     pub bin: std::path::PathBuf,
     /// Whether it has `server.ops_listen`.
     pub ops_listener: bool,
+}
+
+/// The six configurations, and the other builds of `--against`.
+pub struct Servers {
+    pub full: Server,
+    /// `full` with the access log on (`me/memory+access`).
+    pub full_access: Server,
+    pub full_b7: Server,
+    pub redis: Server,
+    pub sql: Server,
+    pub sqlite: Server,
+    /// `--against`: (label, server).
+    pub against: Vec<(String, Server)>,
+}
+
+pub fn full_config(services: &Services, memory_entries: u64) -> ServerConfig {
+    ServerConfig {
+        name: "full",
+        database_url: services.bench_url.clone(),
+        redis_url: Some(services.redis_url.clone()),
+        memory_entries: Some(memory_entries),
+        // Entries stay for the whole run once loaded: "memory tier warm". (authd's
+        // default of 30 s would send every session unused for 30 s back to Redis.)
+        memory_ttl_secs: Some(3600),
+        key_prefix: BENCH_KEY_PREFIX.to_owned(),
+        ops_listener: true,
+        access_log: false,
+    }
+}
+
+pub fn start_servers(
+    bin: &Path,
+    services: &Services,
+    plan: &super::Plan,
+    sqlite_path: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<Servers> {
+    let base = full_config(services, plan.memory_entries);
+    eprintln!(
+        "starting authd: memory+redis+postgres (three times: one with a tenth of the memory \
+         tier, one with the access log on), redis+postgres, postgres, sqlite"
+    );
+    Ok(Servers {
+        full: Server::start(bin, base.clone(), out_dir)?,
+        full_access: Server::start(
+            bin,
+            ServerConfig { name: "full-access", access_log: true, ..base.clone() },
+            out_dir,
+        )?,
+        full_b7: Server::start(
+            bin,
+            ServerConfig {
+                name: "full-b7",
+                memory_entries: Some(plan.memory_entries_b7),
+                ..base.clone()
+            },
+            out_dir,
+        )?,
+        redis: Server::start(
+            bin,
+            ServerConfig { name: "redis", memory_entries: None, ..base.clone() },
+            out_dir,
+        )?,
+        sql: Server::start(
+            bin,
+            ServerConfig { name: "sql", memory_entries: None, redis_url: None, ..base.clone() },
+            out_dir,
+        )?,
+        sqlite: Server::start(
+            bin,
+            ServerConfig {
+                name: "sqlite",
+                database_url: format!("sqlite://{}", sqlite_path.display()),
+                redis_url: None,
+                ..base
+            },
+            out_dir,
+        )?,
+        against: Vec::new(),
+    })
 }
 
 /// Builds `authd` (release, `bench-routes`) from git revision `rev` of the repository at
@@ -152,7 +238,7 @@ impl Server {
             }
         }
         cmd.current_dir(run_dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if config.access_log { "warn,authd::access=info" } else { "warn" })
             .env("AUTHD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", &config.database_url)
             .env("AUTHD_REDIS__KEY_PREFIX", &config.key_prefix)
@@ -161,6 +247,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if config.access_log {
+            cmd.env("AUTHD_LOG__ACCESS_LEVEL", "info");
+        }
         if config.ops_listener {
             cmd.env("AUTHD_SERVER__OPS_LISTEN", format!("127.0.0.1:{ops_port}"));
         }
