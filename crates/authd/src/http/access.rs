@@ -138,39 +138,41 @@ pub async fn request_context(
     let id = request_id(&log, peer, req.headers().get(X_REQUEST_ID));
     let span = tracing::error_span!("request", request_id = %Id(&id));
     let method = req.method().clone();
-    let result = next.call(req).instrument(span.clone()).await;
+    // The span is moved into the future and read back from it: no clone to count.
+    let mut call = std::pin::pin!(next.call(req).instrument(span));
+    let result = call.as_mut().await;
+    let span = call.span();
     let status = match &result {
         Ok(response) => response.status(),
         Err(e) => e.as_response_error().status_code(),
     };
-    span.in_scope(|| {
-        // Closures: the event macros evaluate their fields only when the line is enabled.
-        // The route is asked of the request after the call, borrowed (the request cannot
-        // be kept across it: the router needs it unshared). An inner error, which only
-        // a failing middleware produces (handlers' and extractors' errors are responses
-        // by now), leaves no request to ask.
-        let route = || match &result {
-            Ok(response) => crate::route::matched(response.request()).unwrap_or(UNMATCHED),
-            Err(_) => "(error)",
-        };
-        let elapsed_ms = || start.elapsed().as_secs_f64() * 1000.0;
-        let code = status.as_u16();
-        match log.level {
-            _ if status.is_server_error() => tracing::warn!(
-                target: "authd::access",
-                %method, route = route(), status = code, elapsed_ms = elapsed_ms(), "request"
-            ),
-            AccessLevel::Off => {}
-            AccessLevel::Debug => tracing::debug!(
-                target: "authd::access",
-                %method, route = route(), status = code, elapsed_ms = elapsed_ms(), "request"
-            ),
-            AccessLevel::Info => tracing::info!(
-                target: "authd::access",
-                %method, route = route(), status = code, elapsed_ms = elapsed_ms(), "request"
-            ),
-        }
-    });
+    // The access line names its span as parent instead of entering it: nothing is paid
+    // when the line is filtered out. Closures: the event macros evaluate their fields
+    // only when the line is enabled. The route is asked of the request after the call,
+    // borrowed (the request cannot be kept across it: the router needs it unshared). An
+    // inner error, which only a failing middleware produces (handlers' and extractors'
+    // errors are responses by now), leaves no request to ask.
+    let route = || match &result {
+        Ok(response) => crate::route::matched(response.request()).unwrap_or(UNMATCHED),
+        Err(_) => "(error)",
+    };
+    let elapsed_ms = || start.elapsed().as_secs_f64() * 1000.0;
+    let code = status.as_u16();
+    match log.level {
+        _ if status.is_server_error() => tracing::warn!(
+            target: "authd::access", parent: span,
+            %method, route = route(), status = code, elapsed_ms = elapsed_ms(), "request"
+        ),
+        AccessLevel::Off => {}
+        AccessLevel::Debug => tracing::debug!(
+            target: "authd::access", parent: span,
+            %method, route = route(), status = code, elapsed_ms = elapsed_ms(), "request"
+        ),
+        AccessLevel::Info => tracing::info!(
+            target: "authd::access", parent: span,
+            %method, route = route(), status = code, elapsed_ms = elapsed_ms(), "request"
+        ),
+    }
     let mut response = result?;
     let headers = response.headers_mut();
     headers.insert(X_REQUEST_ID, id);
