@@ -15,6 +15,7 @@ use cache_sql::SqlStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::abuse;
+use crate::app::signals::StopSignals;
 use crate::app::stores::{self, Backends};
 use crate::cookies::CookiePolicy;
 use crate::error;
@@ -37,6 +38,8 @@ pub struct Application {
     ops_server: Option<Server>,
     /// How long in-flight requests may take to finish once stopped.
     shutdown_timeout: std::time::Duration,
+    /// SIGTERM, SIGINT and SIGQUIT, registered before the listener was bound.
+    signals: StopSignals,
     service: AuthService,
     backends: Backends,
     ops: Ops,
@@ -192,6 +195,9 @@ impl ApplicationBuilder {
     pub async fn build(self) -> anyhow::Result<Application> {
         let parts = self.build_parts().await?;
         let settings = &parts.settings;
+        // Before the port takes connections: a stop signal from now on is queued for
+        // `run_until_stopped`, never the default action that kills the process.
+        let signals = StopSignals::install().context("cannot listen for stop signals")?;
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", settings.server.listen))
             .context(StartupFailure::Bind)?;
@@ -222,6 +228,7 @@ impl ApplicationBuilder {
             ops_addr,
             ops_server,
             shutdown_timeout,
+            signals,
             service,
             backends,
             ops,
@@ -319,14 +326,17 @@ impl Application {
     /// requests finish within `server.shutdown_timeout_secs`; SIGINT, SIGQUIT and
     /// `stop(false)` drop them (`docs/operations.md`, "Shutdown").
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { server, ops_server, backends, ops, shutdown_timeout, .. } = self;
+        let Application { server, ops_server, backends, ops, shutdown_timeout, signals, .. } = self;
         // The operations listener lives as long as the public one: metrics of the last
         // requests stay scrapable while they finish.
         let ops_server = ops_server.map(|server| {
             let handle = server.handle();
             (handle, tokio::spawn(server))
         });
+        let stopper = tokio::spawn(signals.stop(server.handle()));
         let result = server.await;
+        // Stopped through the handle: no signal to wait for any more.
+        stopper.abort();
         if let Some((handle, task)) = ops_server {
             // Bounded: a scraper's kept-alive connection gets the shutdown timeout, and
             // nothing on this listener may hold the process after the public one stopped.
@@ -436,6 +446,8 @@ fn server(settings: &Settings, listener: TcpListener, parts: &Parts) -> anyhow::
             .configure(routes::configure)
             .default_service(web::to(error::not_found))
     })
+    // Signals are authd's own (`app::signals`), listened to from before the bind.
+    .disable_signals()
     .shutdown_timeout(settings.server.shutdown_timeout_secs);
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);

@@ -267,6 +267,46 @@ fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> Str
     }
 }
 
+/// A served authd on port 0 (operations listener on too: its stop follows the public
+/// listener's), logging at `info` into a pipe: the child, its reaper (SIGKILL if the test
+/// fails before the process has exited: no stray server) and its stderr lines.
+fn spawn_logged(
+    dir: &Path,
+) -> (std::process::Child, KillOnDrop, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authd"))
+        .current_dir(dir)
+        .env_clear()
+        .env("AUTHD_SERVER__LISTEN", "127.0.0.1:0")
+        .env("AUTHD_SERVER__OPS_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reaper = KillOnDrop(child.id());
+    let lines = stderr_lines(&mut child);
+    (child, reaper, lines)
+}
+
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &std::process::Child) {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+}
+
+/// Waits for `child` to exit (bounded: a hang is a shutdown defect) and disarms its
+/// reaper: exited and reaped, its pid is no longer ours to kill.
+fn exit_status(mut child: std::process::Child, reaper: KillOnDrop) -> std::process::ExitStatus {
+    let (tx, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(tx.send(child.wait())));
+    let status = exited
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("authd exits after SIGTERM")
+        .unwrap();
+    std::mem::forget(reaper);
+    status
+}
+
 /// SIGTERM while a request is in flight (its head read, half of its body sent): the
 /// listener closes, the request is still read to its end and answered, and the process
 /// exits 0 (`docs/operations.md`, "Shutdown").
@@ -277,20 +317,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     use std::io::{Read as _, Write as _};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authd"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("AUTHD_SERVER__LISTEN", "127.0.0.1:0")
-        // On too: its stop follows the public listener's.
-        .env("AUTHD_SERVER__OPS_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Killed if the test fails before the process has exited (no stray server).
-    let reaper = KillOnDrop(child.id());
-    let lines = stderr_lines(&mut child);
+    let (child, reaper, lines) = spawn_logged(dir.path());
     // The port 0 picked: from the start-up line, once the listener is bound.
     let listening = wait_for_line(&lines, "authd listening");
     let addr = listening
@@ -327,8 +354,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     stream.write_all(first).unwrap();
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    sigterm(&child);
     wait_for_line(&lines, "SIGTERM received");
     wait_for_line(&lines, "accept thread stopped");
     // The listener is closed (a liveness deadline only: it closes just after that line).
@@ -348,16 +374,25 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     assert!(response.contains("invalid_input"), "{response}");
 
     wait_for_line(&lines, "authd stopped");
-    // The process exits (bounded: a hang here is the defect this test is about).
-    let (tx, exited) = std::sync::mpsc::channel();
-    std::thread::spawn(move || drop(tx.send(child.wait())));
-    let status = exited
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("authd exits after SIGTERM")
-        .unwrap();
-    // Exited and reaped: its pid is no longer ours to kill.
-    std::mem::forget(reaper);
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(exit_status(child, reaper).code(), Some(0));
+}
+
+/// SIGTERM as soon as the start-up line says the port is bound, before any request: a
+/// graceful stop and exit 0, never the signal's default action. authd registers its
+/// handlers before it binds (`app::signals`); actix-server's own were registered only
+/// once the server was first polled, and a signal before that killed the process.
+#[test]
+// A plain blocking test: no async worker to block.
+#[allow(clippy::disallowed_methods)]
+fn sigterm_right_after_the_start_is_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, reaper, lines) = spawn_logged(dir.path());
+    wait_for_line(&lines, "authd listening");
+    sigterm(&child);
+    wait_for_line(&lines, "SIGTERM received");
+    wait_for_line(&lines, "authd stopped");
+    let status = exit_status(child, reaper);
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
 /// Sends SIGKILL to a child process when dropped (a failing test's server).
